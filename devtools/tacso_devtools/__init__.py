@@ -1,0 +1,1 @@
+"""Local development tools: the stack runner, the mail catcher and the demo."""

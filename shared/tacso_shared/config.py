@@ -1,0 +1,99 @@
+"""Configuration read from environment variables, with documented defaults.
+
+Nothing here is read at import time: each service calls ``load_*`` from its composition root.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672//"
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    """Return the variable ``name``, or ``default``; raise if neither is there."""
+    value = env.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise ConfigError(f"environment variable {name} is required")
+        return default
+    return value
+
+
+def env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """Return the variable ``name`` as an integer, or ``default``."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    """Return the variable ``name`` as a float, or ``default``."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name} must be a number, got {raw!r}") from exc
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """Return the variable ``name`` as a boolean (1/true/yes/on), or ``default``."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def default_sqlite_url(service: str, env: Mapping[str, str]) -> str:
+    """A SQLite file under ``$VAR_DIR`` (default ``./var``) for ``service``."""
+    var_dir = Path(env_str(env, "VAR_DIR", "var")).resolve()
+    return f"sqlite:///{var_dir / f'{service}.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    """Settings every service reads."""
+
+    service: str
+    database_url: str
+    amqp_url: str
+    admin_api_key: str
+    public_base_url: str
+    port: int
+    relay_batch_size: int
+    relay_poll_interval: float
+    web_concurrency: int
+
+    @classmethod
+    def load(
+        cls, service: str, default_port: int, env: Mapping[str, str] | None = None
+    ) -> CommonSettings:
+        """Read the common settings of ``service`` from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        prefix = service.upper()
+        return cls(
+            service=service,
+            database_url=env_str(
+                env, f"{prefix}_DATABASE_URL", default_sqlite_url(service, env)
+            ),
+            amqp_url=env_str(env, "AMQP_URL", DEFAULT_AMQP_URL),
+            admin_api_key=env_str(env, "ADMIN_API_KEY", "dev-admin-key"),
+            public_base_url=env_str(env, "PUBLIC_BASE_URL", "http://localhost:5002").rstrip("/"),
+            port=env_int(env, f"{prefix}_PORT", default_port),
+            relay_batch_size=env_int(env, "OUTBOX_BATCH_SIZE", 500),
+            relay_poll_interval=env_float(env, "OUTBOX_POLL_INTERVAL", 0.2),
+            web_concurrency=env_int(env, "WEB_CONCURRENCY", 2),
+        )

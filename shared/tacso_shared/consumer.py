@@ -1,0 +1,245 @@
+"""The consumer base: validate, hand to a plain function, ack only after it succeeded.
+
+The connection's I/O (deliveries, acks, heartbeats) stays on the main thread; the handler runs on a
+worker thread, so a long fan-out never starves the heartbeat (pika #636, #1104 describe the trap).
+
+Outcomes:
+- the handler returned: ack;
+- :class:`TransientError` (or any unexpected exception): re-published to the retry queue for the
+  next delay of the schedule, then acked; after the last delay, dead-lettered;
+- :class:`PoisonMessage` (bad JSON, envelope, type or schema): dead-lettered at once with the reason
+  in the ``x-tacso-reason`` header, and the consumer goes on with the next message.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kombu import Connection, Consumer
+from kombu.message import Message
+
+from tacso_shared.contracts import load_data
+from tacso_shared.envelope import Envelope, PoisonMessage, parse_envelope
+from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
+from tacso_shared.topology import (
+    DEAD_LETTER_EXCHANGE,
+    DEFAULT_RETRY_DELAYS,
+    RETRY_EXCHANGE,
+    WorkQueue,
+    declare_topology,
+)
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_HEADER = "x-tacso-attempt"
+REASON_HEADER = "x-tacso-reason"
+
+Handler = Callable[[Envelope, dict[str, Any]], None]
+
+
+class TransientError(Exception):
+    """Handling failed for a reason that may pass (a service or server down): try again later."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    message: Message
+    action: str  # "ack", "retry" or "dead"
+    reason: str = ""
+
+
+class QueueWorker:
+    """Consumes one work queue with a plain handler function, until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        amqp_url: str,
+        work_queue: WorkQueue,
+        handler: Handler,
+        retry_delays: Sequence[int] = DEFAULT_RETRY_DELAYS,
+        prefetch: int = 10,
+        heartbeat: int = 30,
+        shutdown_timeout: float = 8.0,
+    ) -> None:
+        self.amqp_url = amqp_url
+        self.work_queue = work_queue
+        self.handler = handler
+        self.retry_delays = tuple(retry_delays)
+        self.prefetch = prefetch
+        self.heartbeat = heartbeat
+        self.shutdown_timeout = shutdown_timeout
+        self.stopping = threading.Event()
+        self._inbox: queue.Queue[Message | None] = queue.Queue()
+        self._outcomes: queue.Queue[_Outcome] = queue.Queue()
+        self._busy = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="handler", daemon=True)
+
+    # ---- handler thread -------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            message = self._inbox.get()
+            if message is None:
+                return
+            self._busy.set()
+            try:
+                self._outcomes.put(self._handle(message))
+            finally:
+                self._busy.clear()
+
+    def _handle(self, message: Message) -> _Outcome:
+        try:
+            envelope = parse_envelope(message.body)
+            data = load_data(envelope)
+        except PoisonMessage as exc:
+            return _Outcome(message, "dead", str(exc))
+        try:
+            self.handler(envelope, data)
+        except PoisonMessage as exc:
+            return _Outcome(message, "dead", str(exc))
+        except TransientError as exc:
+            log.warning("%s: %s failed, will retry: %s", self.work_queue.name, envelope.id, exc)
+            return _Outcome(message, "retry", str(exc))
+        except Exception as exc:
+            log.exception("%s: %s failed unexpectedly", self.work_queue.name, envelope.id)
+            return _Outcome(message, "retry", f"{type(exc).__name__}: {exc}")
+        return _Outcome(message, "ack")
+
+    # ---- connection thread ----------------------------------------------------------------
+    def _on_message(self, message: Message) -> None:
+        self._inbox.put(message)
+
+    def _settle(self, outcome: _Outcome, publisher: ConfirmingPublisher) -> None:
+        message = outcome.message
+        if outcome.action == "ack":
+            message.ack()
+            return
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPT_HEADER, 1))
+        if outcome.action == "retry" and attempt <= len(self.retry_delays):
+            delay = self.retry_delays[attempt - 1]
+            headers[ATTEMPT_HEADER] = attempt + 1
+            target = (RETRY_EXCHANGE.name, self.work_queue.retry_name(delay))
+        else:
+            if outcome.action == "retry":
+                outcome = _Outcome(message, "dead", f"gave up after {attempt} attempts: {outcome.reason}")
+            headers[REASON_HEADER] = outcome.reason[:1000]
+            headers["x-tacso-dead-lettered-at"] = datetime.now(UTC).isoformat()
+            target = (DEAD_LETTER_EXCHANGE.name, self.work_queue.name)
+            log.error("%s: dead-lettering %s: %s", self.work_queue.name, message.properties.get("message_id"), outcome.reason)
+        props = message.properties
+        copy = OutgoingMessage(
+            message_id=str(props.get("message_id") or ""),
+            message_type=str(props.get("type") or ""),
+            routing_key=target[1],
+            body=message.body if isinstance(message.body, bytes) else str(message.body).encode(),
+            exchange=target[0],
+            headers=headers,
+            correlation_id=props.get("correlation_id"),
+        )
+        if publisher.publish_batch([copy]):
+            message.ack()
+        else:
+            # The broker did not take the copy: let RabbitMQ dead-letter the original instead.
+            message.reject(requeue=False)
+
+    def _drain_outcomes(self, publisher: ConfirmingPublisher) -> None:
+        while True:
+            try:
+                outcome = self._outcomes.get_nowait()
+            except queue.Empty:
+                return
+            self._settle(outcome, publisher)
+
+    def run(self) -> None:
+        """Consume until :meth:`stop`; reconnect with backoff when the broker goes away."""
+        self._thread.start()
+        backoff = 0.5
+        while not self.stopping.is_set():
+            connection = connect(self.amqp_url, heartbeat=self.heartbeat)
+            try:
+                connection.ensure_connection(max_retries=1)
+                declare_topology(connection, self.retry_delays, [self.work_queue])
+                self._consume(connection)
+                backoff = 0.5
+            except (OSError, connection.connection_errors, connection.channel_errors) as exc:
+                log.warning("%s: broker connection lost (%s); reconnecting in %.1fs", self.work_queue.name, exc, backoff)
+                self._forget_unsettled()
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                try:
+                    connection.release()
+                except Exception:  # noqa: BLE001 - a broken connection may not close cleanly
+                    pass
+        self._inbox.put(None)
+        self._thread.join(timeout=self.shutdown_timeout)
+
+    def _forget_unsettled(self) -> None:
+        """Deliveries of a lost channel cannot be acked: the broker redelivers them."""
+        while True:
+            try:
+                self._inbox.get_nowait()
+            except queue.Empty:
+                break
+        deadline = time.monotonic() + self.shutdown_timeout
+        while self._busy.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while True:
+            try:
+                self._outcomes.get_nowait()
+            except queue.Empty:
+                break
+
+    def _consume(self, connection: Connection) -> None:
+        channel = connection.channel()
+        publisher = ConfirmingPublisher(connection)
+        consumer = Consumer(
+            channel,
+            queues=[self.work_queue.queue()],
+            on_message=self._on_message,
+            prefetch_count=self.prefetch,
+            auto_declare=False,
+        )
+        consumer.consume()
+        log.info("%s: consuming", self.work_queue.name)
+        try:
+            while not self.stopping.is_set():
+                self._drain_outcomes(publisher)
+                busy = self._busy.is_set() or not self._inbox.empty()
+                try:
+                    connection.drain_events(timeout=0.05 if busy else 0.5)
+                except socket.timeout:
+                    connection.heartbeat_check()
+            self._shutdown(connection, consumer, publisher)
+        finally:
+            publisher.close()
+
+    def _shutdown(self, connection: Connection, consumer: Consumer, publisher: ConfirmingPublisher) -> None:
+        """Stop taking messages, give back the unstarted ones, settle the one in flight."""
+        consumer.cancel()
+        while True:
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if message is not None:
+                message.reject(requeue=True)
+        deadline = time.monotonic() + self.shutdown_timeout
+        while self._busy.is_set() and time.monotonic() < deadline:
+            try:
+                connection.drain_events(timeout=0.05)
+            except socket.timeout:
+                connection.heartbeat_check()
+        self._drain_outcomes(publisher)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (safe from a signal handler)."""
+        self.stopping.set()

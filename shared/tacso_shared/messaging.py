@@ -1,0 +1,163 @@
+"""Connections and a publisher that waits for the broker's confirms, a batch at a time."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import amqp
+from kombu import Connection
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(Exception):
+    """The broker did not take responsibility for a message (nack, unroutable, timeout)."""
+
+
+def connect(url: str, heartbeat: int = 30, timeout: float = 5.0) -> Connection:
+    """An AMQP connection (not yet opened: the first use opens it)."""
+    return Connection(url, heartbeat=heartbeat, connect_timeout=timeout)
+
+
+def broker_reachable(url: str, timeout: float = 3.0) -> bool:
+    """True if the broker at ``url`` accepts a connection now."""
+    conn = Connection(url, connect_timeout=timeout)
+    try:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        return False
+    finally:
+        conn.release()
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message ready to go: JSON body, routing key and the envelope attributes as properties."""
+
+    message_id: str
+    message_type: str
+    routing_key: str
+    body: bytes
+    exchange: str = "tacso"
+    headers: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+
+
+class ConfirmingPublisher:
+    """Publishes persistent, mandatory messages and waits for confirms per batch.
+
+    A synchronous confirm per message costs one round trip each; here a whole batch goes out and
+    then all its confirms are awaited together. ``publish_batch`` returns the ids the broker
+    confirmed; the caller keeps the rest for a later try.
+    """
+
+    def __init__(self, connection: Connection, confirm_timeout: float = 10.0) -> None:
+        self._connection = connection
+        self._confirm_timeout = confirm_timeout
+        self._channel: Any = None
+        self._acked: set[int] = set()
+        self._nacked: set[int] = set()
+        self._returned: set[str] = set()
+        self._next_tag = 1
+
+    def _ensure_channel(self) -> Any:
+        if self._channel is None:
+            self._connection.ensure_connection(max_retries=1)
+            channel = self._connection.connection.channel()
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            channel.events["basic_return"].add(self._on_return)
+            self._channel = channel
+            self._next_tag = 1
+        return self._channel
+
+    def _settle(self, tag: int, multiple: bool, into: set[int]) -> None:
+        if multiple:
+            into.update(t for t in range(1, tag + 1) if t not in self._acked and t not in self._nacked)
+        else:
+            into.add(tag)
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, self._acked)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, self._nacked)
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        message_id = message.properties.get("message_id")
+        log.warning("broker returned unroutable message %s (%s): %s", message_id, routing_key, exc)
+        if message_id:
+            self._returned.add(message_id)
+
+    def publish_batch(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Publish ``messages``; return the ids of those the broker confirmed and routed."""
+        if not messages:
+            return []
+        channel = self._ensure_channel()
+        tags: dict[int, str] = {}
+        try:
+            for message in messages:
+                props: dict[str, Any] = {
+                    "content_type": "application/json",
+                    "content_encoding": "utf-8",
+                    "delivery_mode": 2,
+                    "message_id": message.message_id,
+                    "type": message.message_type,
+                    "timestamp": int(time.time()),
+                    "headers": message.headers,
+                }
+                if message.correlation_id:
+                    props["correlation_id"] = message.correlation_id
+                channel.basic_publish(
+                    amqp.Message(message.body, **props),
+                    exchange=message.exchange,
+                    routing_key=message.routing_key,
+                    mandatory=True,
+                )
+                tags[self._next_tag] = message.message_id
+                self._next_tag += 1
+            self._wait_for(tags)
+        except (OSError, amqp.exceptions.AMQPError, socket.timeout) as exc:
+            self.close()
+            raise PublishError(f"publishing failed: {exc}") from exc
+        confirmed = [
+            mid
+            for tag, mid in tags.items()
+            if tag in self._acked and tag not in self._nacked and mid not in self._returned
+        ]
+        for tag in tags:
+            self._acked.discard(tag)
+            self._nacked.discard(tag)
+        self._returned.difference_update(tags.values())
+        return confirmed
+
+    def _wait_for(self, tags: dict[int, str]) -> None:
+        deadline = time.monotonic() + self._confirm_timeout
+        pending = set(tags)
+        while True:
+            pending -= self._acked | self._nacked
+            if not pending:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PublishError(f"{len(pending)} confirms did not arrive in time")
+            self._connection.connection.drain_events(timeout=remaining)
+
+    def close(self) -> None:
+        """Drop the channel; the next publish opens a fresh one."""
+        if self._channel is not None:
+            try:
+                self._channel.close()
+            except Exception:  # noqa: BLE001 - closing a broken channel may fail too
+                pass
+        self._channel = None
+        self._acked.clear()
+        self._nacked.clear()
+        self._returned.clear()

@@ -1,0 +1,195 @@
+"""Transactional outbox: a message is saved with the state change that caused it, then relayed.
+
+``enqueue`` adds the message row inside the caller's transaction, so either both the change and
+its message are stored or neither is. ``OutboxRelay`` publishes pending rows with publisher
+confirms, a batch at a time, and marks rows published only after the broker confirmed them. A row
+that was not confirmed (broker down, relay killed) is simply still pending and goes out on the
+next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from tacso_shared.contracts import CONTRACTS, dump_data
+from tacso_shared.envelope import Envelope
+from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
+from tacso_shared.topology import declare_topology
+
+log = logging.getLogger(__name__)
+
+
+def outbox_columns() -> list[sa.Column[Any]]:
+    """The outbox table's columns; services and their migrations use the same definition."""
+    return [
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("message_type", sa.String(200), nullable=False),
+        sa.Column("routing_key", sa.String(200), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("correlation_id", sa.String(200), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text, nullable=True),
+    ]
+
+
+OUTBOX_PENDING_INDEX = "ix_outbox_pending"
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    """Attach the ``outbox`` table to a service's metadata."""
+    table = sa.Table("outbox", metadata, *outbox_columns())
+    sa.Index(OUTBOX_PENDING_INDEX, table.c.published_at, table.c.created_at)
+    return table
+
+
+def enqueue(session: Session, table: sa.Table, envelope: Envelope) -> None:
+    """Store ``envelope`` for publishing, in ``session``'s transaction."""
+    data = dump_data(envelope.type, envelope.data)
+    envelope = Envelope(**{**envelope.__dict__, "data": data})
+    session.execute(
+        table.insert().values(
+            id=envelope.id,
+            message_type=envelope.type,
+            routing_key=CONTRACTS[envelope.type].routing_key(data),
+            body=envelope.to_json(),
+            correlation_id=envelope.correlationid,
+            created_at=envelope.time,
+            attempts=0,
+        )
+    )
+
+
+class OutboxRelay:
+    """Moves pending outbox rows to the broker, confirmed in batches."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        table: sa.Table,
+        amqp_url: str,
+        batch_size: int = 500,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self._engine = engine
+        self._table = table
+        self._amqp_url = amqp_url
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._connection = connect(amqp_url)
+        self._publisher: ConfirmingPublisher | None = None
+        self.stopping = threading.Event()
+        self.last_error: str | None = None
+
+    def _ensure_publisher(self) -> ConfirmingPublisher:
+        if self._publisher is None:
+            self._connection = connect(self._amqp_url)
+            declare_topology(self._connection)
+            self._publisher = ConfirmingPublisher(self._connection)
+        return self._publisher
+
+    def _reset(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+        self._publisher = None
+        try:
+            self._connection.release()
+        except Exception:  # noqa: BLE001 - a dead connection may not close cleanly
+            pass
+
+    def pending_count(self) -> int:
+        """How many messages wait to be published."""
+        t = self._table
+        with self._engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(t).where(t.c.published_at.is_(None))
+                ).scalar_one()
+            )
+
+    def run_once(self) -> int:
+        """Publish one batch of pending rows; return how many were confirmed."""
+        t = self._table
+        with self._engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(t.c.id, t.c.message_type, t.c.routing_key, t.c.body, t.c.correlation_id)
+                .where(t.c.published_at.is_(None))
+                .order_by(t.c.created_at, t.c.id)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            self.last_error = None
+            if not rows:
+                return 0
+            messages = [
+                OutgoingMessage(
+                    message_id=r.id,
+                    message_type=r.message_type,
+                    routing_key=r.routing_key,
+                    body=r.body.encode("utf-8"),
+                    correlation_id=r.correlation_id,
+                )
+                for r in rows
+            ]
+            try:
+                confirmed = self._ensure_publisher().publish_batch(messages)
+                error = None
+            except Exception as exc:  # noqa: BLE001 - any failure: the rows stay pending
+                self._reset()
+                confirmed, error = [], str(exc)
+                self.last_error = error
+            now = datetime.now(UTC)
+            if confirmed:
+                conn.execute(
+                    t.update().where(t.c.id.in_(confirmed)).values(
+                        published_at=now, attempts=t.c.attempts + 1, last_error=None
+                    )
+                )
+            failed = [r.id for r in rows if r.id not in set(confirmed)]
+            if failed:
+                conn.execute(
+                    t.update().where(t.c.id.in_(failed)).values(
+                        attempts=t.c.attempts + 1, last_error=error or "not confirmed"
+                    )
+                )
+                self.last_error = error or "not confirmed"
+                log.warning("outbox: %d message(s) not confirmed: %s", len(failed), error)
+            return len(confirmed)
+
+    def run_forever(self) -> None:
+        """Relay until :attr:`stopping` is set; back off while the broker is unreachable."""
+        backoff = self._poll_interval
+        log.info("outbox relay started (batch %d)", self._batch_size)
+        while not self.stopping.is_set():
+            try:
+                published = self.run_once()
+            except Exception:  # noqa: BLE001 - a database hiccup must not kill the relay
+                log.exception("outbox relay pass failed")
+                self.last_error = "pass failed"
+                published = 0
+            if published > 0 and self.last_error is None:
+                backoff = self._poll_interval
+                continue
+            # Nothing to do, or the broker refused: wait, longer while failures repeat.
+            backoff = min(backoff * 2, 5.0) if self.last_error else self._poll_interval
+            self.stopping.wait(backoff)
+        self._reset()
+        log.info("outbox relay stopped")
+
+
+def wait_until_drained(relay: OutboxRelay, timeout: float = 10.0) -> None:
+    """Run passes until nothing is pending (or raise after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while relay.pending_count() > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("outbox not drained")
+        relay.run_once()

@@ -1,0 +1,54 @@
+"""What every service's HTTP API has in common: the flask-smorest Api, errors, health, serving."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from flask_smorest import Api
+from sqlalchemy import Engine, text
+from werkzeug.exceptions import HTTPException
+
+from tacso_shared.auth import SECURITY_SCHEME
+
+log = logging.getLogger(__name__)
+
+
+def configure_app(app: Flask, title: str, version: str, admin_api_key: str) -> Api:
+    """Set the OpenAPI options and error handling on ``app``; return its :class:`Api`."""
+    app.config.update(
+        API_TITLE=title,
+        API_VERSION=version,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        ADMIN_API_KEY=admin_api_key,
+        JSON_SORT_KEYS=False,
+    )
+    api = Api(app)
+    api.spec.components.security_scheme(SECURITY_SCHEME, {"type": "http", "scheme": "bearer"})
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        if isinstance(exc, HTTPException):
+            return exc
+        log.exception("unhandled error")
+        return jsonify(code=500, status="Internal Server Error", message="Unexpected error."), 500
+
+    return api
+
+
+def add_health(app: Flask, engine: Engine) -> None:
+    """``GET /healthz``: 200 when the database answers, 503 otherwise."""
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - report, don't crash
+            return jsonify(status="unavailable", database=str(exc)), 503
+        return jsonify(status="ok")
