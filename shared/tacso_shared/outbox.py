@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from tacso_shared.contracts import CONTRACTS, dump_data
+from tacso_shared.db import UTCDateTime
 from tacso_shared.envelope import Envelope
 from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
 from tacso_shared.topology import declare_topology
@@ -35,8 +36,8 @@ def outbox_columns() -> list[sa.Column[Any]]:
         sa.Column("routing_key", sa.String(200), nullable=False),
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("correlation_id", sa.String(200), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("published_at", UTCDateTime(), nullable=True),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text, nullable=True),
     ]

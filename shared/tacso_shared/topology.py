@@ -4,6 +4,9 @@
 - ``tacso.retry`` (direct): a failed message is re-published here with routing key
   ``<queue>.retry.<delay>s``; the matching retry queue holds it for ``delay`` seconds and then
   dead-letters it back to ``<queue>`` through the default exchange.
+- ``tacso.unrouted`` (fanout, the alternate exchange of ``tacso``): a message that no queue is
+  bound for yet (``organisation.registered`` before anyone subscribes to it) is kept in the bounded
+  ``tacso.unrouted`` queue instead of being dropped.
 - ``tacso.dlx`` (direct): a message that can never succeed goes to ``<queue>.dead``, routing key
   ``<queue>``, with the reason in its headers.
 
@@ -18,7 +21,20 @@ from dataclasses import dataclass
 
 from kombu import Connection, Exchange, Queue, binding
 
-EXCHANGE = Exchange("tacso", type="topic", durable=True)
+#: Messages no queue is bound for (yet) land here instead of being dropped or returned.
+UNROUTED_EXCHANGE = Exchange("tacso.unrouted", type="fanout", durable=True)
+UNROUTED_QUEUE = Queue(
+    "tacso.unrouted",
+    exchange=UNROUTED_EXCHANGE,
+    durable=True,
+    queue_arguments={"x-max-length": 100_000, "x-overflow": "drop-head"},
+)
+EXCHANGE = Exchange(
+    "tacso",
+    type="topic",
+    durable=True,
+    arguments={"alternate-exchange": UNROUTED_EXCHANGE.name},
+)
 RETRY_EXCHANGE = Exchange("tacso.retry", type="direct", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("tacso.dlx", type="direct", durable=True)
 
@@ -106,8 +122,9 @@ def declare_topology(
     """
     channel = connection.channel()
     try:
-        for exchange in (EXCHANGE, RETRY_EXCHANGE, DEAD_LETTER_EXCHANGE):
+        for exchange in (UNROUTED_EXCHANGE, EXCHANGE, RETRY_EXCHANGE, DEAD_LETTER_EXCHANGE):
             exchange(channel).declare()
+        UNROUTED_QUEUE(channel).declare()
         for work_queue in WORK_QUEUES.values() if work_queues is None else work_queues:
             for queue in work_queue.all_queues(retry_delays):
                 queue(channel).declare()

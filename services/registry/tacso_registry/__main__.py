@@ -1,0 +1,3 @@
+from tacso_registry.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""The registry's HTTP API: thin views over :mod:`tacso_registry.operations`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from tacso_registry import operations
+from tacso_registry.bootstrap import Registry
+from tacso_registry.schemas import (
+    OrganisationCreateSchema,
+    OrganisationPageSchema,
+    OrganisationQuerySchema,
+    OrganisationSchema,
+    TopicSchema,
+)
+from tacso_shared.auth import admin_required
+from tacso_shared.db import transaction
+from tacso_shared.vocabulary import TOPICS
+
+blp = Blueprint("organisations", __name__, url_prefix="/api/v1", description="Organisations and topics")
+
+
+def _registry() -> Registry:
+    registry: Registry = current_app.extensions["tacso_registry"]
+    return registry
+
+
+@blp.route("/organisations")
+class Organisations(MethodView):
+    @admin_required
+    @blp.arguments(OrganisationQuerySchema, location="query")
+    @blp.response(200, OrganisationPageSchema)
+    def get(self, args: dict[str, Any]) -> operations.OrganisationPage:
+        """List organisations by country, kind and topics."""
+        flt = operations.OrganisationFilter(
+            country=args.get("country"),
+            kind=args.get("kind"),
+            topics=tuple(args.get("topic") or ()),
+            mailing_consent=args.get("mailing_consent"),
+        )
+        with _registry().sessions() as session:
+            return operations.list_organisations(
+                session, flt, args["page"], args["page_size"], args.get("after")
+            )
+
+    @admin_required
+    @blp.arguments(OrganisationCreateSchema)
+    @blp.response(201, OrganisationSchema)
+    @blp.alt_response(409, description="Another organisation already uses this email")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Register an organisation."""
+        try:
+            with transaction(_registry().sessions) as session:
+                return operations.register_organisation(
+                    session, data, request.headers.get("X-Correlation-ID")
+                )
+        except operations.DuplicateEmail:
+            abort(409, message="An organisation with this email is already registered.",
+                  errors={"json": {"email": ["Already registered."]}})
+
+
+@blp.route("/organisations/<string:organisation_id>")
+class OrganisationById(MethodView):
+    @admin_required
+    @blp.response(200, OrganisationSchema)
+    def get(self, organisation_id: str) -> Any:
+        """Get one organisation."""
+        with _registry().sessions() as session:
+            org = operations.get_organisation(session, organisation_id)
+            if org is None:
+                abort(404, message=f"No organisation with id {organisation_id}.")
+            return org
+
+
+@blp.route("/topics")
+class Topics(MethodView):
+    @blp.response(200, TopicSchema(many=True))
+    def get(self) -> list[dict[str, str]]:
+        """List the topics of the controlled vocabulary (public)."""
+        return [{"slug": slug, "label": label} for slug, label in TOPICS.items()]

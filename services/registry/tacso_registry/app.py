@@ -1,0 +1,20 @@
+"""The registry's Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from tacso_registry.api import blp
+from tacso_registry.bootstrap import Registry, bootstrap
+from tacso_shared.web import add_health, configure_app
+
+
+def create_app(registry: Registry | None = None) -> Flask:
+    """Build the registry app; nothing connects until a request needs it."""
+    registry = registry or bootstrap()
+    app = Flask(__name__)
+    api = configure_app(app, "TACSO registry", "1.0", registry.settings.admin_api_key)
+    app.extensions["tacso_registry"] = registry
+    api.register_blueprint(blp)
+    add_health(app, registry.engine)
+    return app

@@ -1,0 +1,54 @@
+"""The registry's composition root: settings in, wired engine and session factory out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tacso_registry.models import outbox
+from tacso_shared.config import CommonSettings
+from tacso_shared.db import make_engine, make_session_factory, migrate
+from tacso_shared.outbox import OutboxRelay
+
+SERVICE = "registry"
+DEFAULT_PORT = 5001
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass
+class Registry:
+    """Everything the registry's entrypoints need, built once per process."""
+
+    settings: CommonSettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    def relay(self) -> OutboxRelay:
+        """The outbox relay for this database."""
+        return OutboxRelay(
+            self.engine,
+            outbox,
+            self.settings.amqp_url,
+            batch_size=self.settings.relay_batch_size,
+            poll_interval=self.settings.relay_poll_interval,
+        )
+
+
+def load_settings() -> CommonSettings:
+    """The registry's settings from the environment."""
+    return CommonSettings.load(SERVICE, DEFAULT_PORT)
+
+
+def bootstrap(settings: CommonSettings | None = None) -> Registry:
+    """Wire the registry from ``settings`` (default: the environment)."""
+    settings = settings or load_settings()
+    engine = make_engine(settings.database_url)
+    return Registry(settings, engine, make_session_factory(engine))
+
+
+def apply_migrations(settings: CommonSettings) -> None:
+    """Bring the registry's database to the newest schema."""
+    migrate(MIGRATIONS, settings.database_url)

@@ -1,0 +1,132 @@
+"""What the registry does, as plain functions over a database session (no Flask, no kombu)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tacso_registry.models import Organisation, OrganisationTopic, outbox
+from tacso_shared import outbox as outbox_ops
+from tacso_shared.contracts import ORGANISATION_REGISTERED
+from tacso_shared.envelope import Envelope
+
+SOURCE = "/tacso/registry"
+
+
+class DuplicateEmail(Exception):
+    """Another organisation already uses this email address."""
+
+
+@dataclass(frozen=True)
+class OrganisationFilter:
+    """Which organisations a list returns."""
+
+    country: str | None = None
+    kind: str | None = None
+    topics: tuple[str, ...] = ()
+    mailing_consent: bool | None = None
+
+
+@dataclass(frozen=True)
+class OrganisationPage:
+    """One page of a filtered list, plus what the client needs to ask for the next one."""
+
+    items: list[Organisation]
+    page: int
+    page_size: int
+    total: int
+    next_after: str | None
+
+
+def organisation_id_for(email: str) -> str:
+    """A stable id derived from the email (so seeding twice yields the same ids)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mailto:{email.lower()}"))
+
+
+def register_organisation(
+    session: Session, data: dict[str, Any], correlation_id: str | None = None
+) -> Organisation:
+    """Add an organisation and, in the same transaction, its ``organisation.registered`` message."""
+    email = data["email"]
+    if session.scalar(sa.select(Organisation.id).where(Organisation.email == email)):
+        raise DuplicateEmail(email)
+    now = datetime.now(UTC)
+    org = Organisation(
+        id=str(uuid.uuid4()),
+        name=data["name"],
+        kind=data["kind"],
+        country=data["country"],
+        email=email,
+        language=data["language"],
+        mailing_consent=data.get("mailing_consent", True),
+        created_at=now,
+        updated_at=now,
+        topic_links=[OrganisationTopic(topic=t) for t in data.get("topics", [])],
+    )
+    if "id" in data:
+        org.id = data["id"]
+    session.add(org)
+    session.flush()
+    outbox_ops.enqueue(
+        session,
+        outbox,
+        Envelope(
+            type=ORGANISATION_REGISTERED,
+            source=SOURCE,
+            subject=org.id,
+            correlationid=correlation_id,
+            data={
+                "organisation_id": org.id,
+                "name": org.name,
+                "kind": org.kind,
+                "country": org.country,
+                "email": org.email,
+                "language": org.language,
+                "topics": org.topics,
+            },
+        ),
+    )
+    return org
+
+
+def get_organisation(session: Session, organisation_id: str) -> Organisation | None:
+    """The organisation with this id, if any."""
+    return session.get(Organisation, organisation_id)
+
+
+def list_organisations(
+    session: Session,
+    flt: OrganisationFilter,
+    page: int = 1,
+    page_size: int = 50,
+    after: str | None = None,
+) -> OrganisationPage:
+    """Organisations matching ``flt``, ordered by id; offset paging, or keyset paging with ``after``."""
+    query = sa.select(Organisation)
+    if flt.country:
+        query = query.where(Organisation.country == flt.country)
+    if flt.kind:
+        query = query.where(Organisation.kind == flt.kind)
+    if flt.mailing_consent is not None:
+        query = query.where(Organisation.mailing_consent == flt.mailing_consent)
+    if flt.topics:
+        query = query.where(
+            sa.exists().where(
+                OrganisationTopic.organisation_id == Organisation.id,
+                OrganisationTopic.topic.in_(flt.topics),
+            )
+        )
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    query = query.order_by(Organisation.id).limit(page_size)
+    if after is not None:
+        query = query.where(Organisation.id > after)
+    else:
+        query = query.offset((page - 1) * page_size)
+    items = list(session.scalars(query))
+    next_after = items[-1].id if len(items) == page_size else None
+    return OrganisationPage(items, page, page_size, total, next_after)

@@ -1,0 +1,58 @@
+"""The commands every service has: ``serve``, ``migrate`` and ``relay``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import Flask
+
+from tacso_shared.config import CommonSettings
+from tacso_shared.outbox import OutboxRelay
+from tacso_shared.runtime import run_until_signalled, serve, setup_logging
+
+
+def service_cli(
+    service: str,
+    load_settings: Callable[[], CommonSettings],
+    apply_migrations: Callable[[CommonSettings], None],
+    create_app: Callable[[], Flask],
+    make_relay: Callable[[], OutboxRelay] | None,
+) -> click.Group:
+    """A click group with the standard commands of ``service``; add its own commands to it."""
+
+    @click.group(help=f"The TACSO {service} service.")
+    def group() -> None:
+        setup_logging(service)
+
+    @group.command("migrate")
+    def migrate_cmd() -> None:
+        """Apply database migrations (safe to run from several replicas at once)."""
+        apply_migrations(load_settings())
+        click.echo(f"{service}: database is up to date")
+
+    @group.command("serve")
+    @click.option("--migrate/--no-migrate", default=False, help="Apply migrations first.")
+    def serve_cmd(migrate: bool) -> None:
+        """Serve the HTTP API with gunicorn."""
+        settings = load_settings()
+        if migrate:
+            apply_migrations(settings)
+        serve(create_app, settings.port, settings.web_concurrency)
+
+    if make_relay is not None:
+        relay_factory = make_relay
+
+        @group.command("relay")
+        def relay_cmd() -> None:
+            """Publish the outbox to RabbitMQ until stopped."""
+            relay = relay_factory()
+            run_until_signalled(relay.run_forever, relay.stopping.set)
+
+    return group
+
+
+def run(group: click.Group, **kwargs: Any) -> None:
+    """Run ``group`` as the program's main entry."""
+    group(**kwargs)
