@@ -1,1 +1,1 @@
-"""What the TACSO services truly share: envelope, contracts, topology, outbox, consumers, config, auth."""
+"""What the TACSO services share: envelope, contracts, topology, outbox, consumers, config, auth."""

@@ -8,12 +8,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, request
-from flask_smorest import abort
+
+from tacso_shared.web import SECURITY_SCHEME, abort
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: The OpenAPI security scheme name, declared by :func:`tacso_shared.web.create_api`.
-SECURITY_SCHEME = "bearerAuth"
 
 
 def bearer_token() -> str | None:
@@ -25,16 +23,25 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
+def has_admin_key() -> bool:
+    """True if the request carries the admin key."""
+    token = bearer_token()
+    expected: str = current_app.config["ADMIN_API_KEY"]
+    return token is not None and hmac.compare_digest(token.encode(), expected.encode())
+
+
 def check_admin_key() -> None:
     """Abort with 401 unless the request carries the admin key."""
     token = bearer_token()
     expected: str = current_app.config["ADMIN_API_KEY"]
     if token is None:
-        abort(401, message="Authorization: Bearer <API key> is required.",
-              headers={"WWW-Authenticate": 'Bearer realm="tacso"'})
-    if not hmac.compare_digest(token.encode(), expected.encode()):
-        abort(401, message="The API key is not valid.",
-              headers={"WWW-Authenticate": 'Bearer realm="tacso", error="invalid_token"'})
+        message, challenge = "Authorization: Bearer <API key> is required.", 'Bearer realm="tacso"'
+    elif not hmac.compare_digest(token.encode(), expected.encode()):
+        message = "The API key is not valid."
+        challenge = 'Bearer realm="tacso", error="invalid_token"'
+    else:
+        return
+    abort(401, message=message, headers={"WWW-Authenticate": challenge})
 
 
 def admin_required(view: F) -> F:
@@ -47,6 +54,8 @@ def admin_required(view: F) -> F:
 
     doc = getattr(wrapper, "_apidoc", {})
     doc.setdefault("manual_doc", {})["security"] = [{SECURITY_SCHEME: []}]
-    doc["manual_doc"].setdefault("responses", {})["401"] = {"description": "Missing or invalid API key"}
+    doc["manual_doc"].setdefault("responses", {})["401"] = {
+        "description": "Missing or invalid API key"
+    }
     wrapper._apidoc = doc  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

@@ -86,9 +86,7 @@ class CommonSettings:
         prefix = service.upper()
         return cls(
             service=service,
-            database_url=env_str(
-                env, f"{prefix}_DATABASE_URL", default_sqlite_url(service, env)
-            ),
+            database_url=env_str(env, f"{prefix}_DATABASE_URL", default_sqlite_url(service, env)),
             amqp_url=env_str(env, "AMQP_URL", DEFAULT_AMQP_URL),
             admin_api_key=env_str(env, "ADMIN_API_KEY", "dev-admin-key"),
             public_base_url=env_str(env, "PUBLIC_BASE_URL", "http://localhost:5002").rstrip("/"),

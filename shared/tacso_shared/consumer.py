@@ -13,9 +13,9 @@ Outcomes:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -129,11 +129,18 @@ class QueueWorker:
             target = (RETRY_EXCHANGE.name, self.work_queue.retry_name(delay))
         else:
             if outcome.action == "retry":
-                outcome = _Outcome(message, "dead", f"gave up after {attempt} attempts: {outcome.reason}")
+                outcome = _Outcome(
+                    message, "dead", f"gave up after {attempt} attempts: {outcome.reason}"
+                )
             headers[REASON_HEADER] = outcome.reason[:1000]
             headers["x-tacso-dead-lettered-at"] = datetime.now(UTC).isoformat()
             target = (DEAD_LETTER_EXCHANGE.name, self.work_queue.name)
-            log.error("%s: dead-lettering %s: %s", self.work_queue.name, message.properties.get("message_id"), outcome.reason)
+            log.error(
+                "%s: dead-lettering %s: %s",
+                self.work_queue.name,
+                message.properties.get("message_id"),
+                outcome.reason,
+            )
         props = message.properties
         copy = OutgoingMessage(
             message_id=str(props.get("message_id") or ""),
@@ -170,15 +177,19 @@ class QueueWorker:
                 self._consume(connection)
                 backoff = 0.5
             except (OSError, connection.connection_errors, connection.channel_errors) as exc:
-                log.warning("%s: broker connection lost (%s); reconnecting in %.1fs", self.work_queue.name, exc, backoff)
+                log.warning(
+                    "%s: broker connection lost (%s); reconnecting in %.1fs",
+                    self.work_queue.name,
+                    exc,
+                    backoff,
+                )
                 self._forget_unsettled()
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
-                try:
+                # A broken connection may not close cleanly; it is dropped either way.
+                with contextlib.suppress(Exception):
                     connection.release()
-                except Exception:  # noqa: BLE001 - a broken connection may not close cleanly
-                    pass
         self._inbox.put(None)
         self._thread.join(timeout=self.shutdown_timeout)
 
@@ -216,13 +227,15 @@ class QueueWorker:
                 busy = self._busy.is_set() or not self._inbox.empty()
                 try:
                     connection.drain_events(timeout=0.05 if busy else 0.5)
-                except socket.timeout:
+                except TimeoutError:
                     connection.heartbeat_check()
             self._shutdown(connection, consumer, publisher)
         finally:
             publisher.close()
 
-    def _shutdown(self, connection: Connection, consumer: Consumer, publisher: ConfirmingPublisher) -> None:
+    def _shutdown(
+        self, connection: Connection, consumer: Consumer, publisher: ConfirmingPublisher
+    ) -> None:
         """Stop taking messages, give back the unstarted ones, settle the one in flight."""
         consumer.cancel()
         while True:
@@ -236,7 +249,7 @@ class QueueWorker:
         while self._busy.is_set() and time.monotonic() < deadline:
             try:
                 connection.drain_events(timeout=0.05)
-            except socket.timeout:
+            except TimeoutError:
                 connection.heartbeat_check()
         self._drain_outcomes(publisher)
 

@@ -6,6 +6,7 @@ accepting the old one until no publisher sends it.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +68,7 @@ class Contract:
     """A message type: its schema and how its routing key is made."""
 
     type: str
-    schema: type[Schema]
+    schema: builtins.type[Schema]
     routing_key_prefix: str
 
     def routing_key(self, data: dict[str, Any]) -> str:
@@ -96,7 +97,7 @@ def dump_data(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_data(envelope: Envelope) -> dict[str, Any]:
-    """Validate an incoming envelope's ``data``; raise :class:`PoisonMessage` if it cannot be used."""
+    """Validate an incoming envelope's ``data``; raise :class:`PoisonMessage` if it is unusable."""
     contract = CONTRACTS.get(envelope.type)
     if contract is None:
         raise PoisonMessage(f"unknown message type {envelope.type!r}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,7 +80,9 @@ class ConfirmingPublisher:
 
     def _settle(self, tag: int, multiple: bool, into: set[int]) -> None:
         if multiple:
-            into.update(t for t in range(1, tag + 1) if t not in self._acked and t not in self._nacked)
+            into.update(
+                t for t in range(1, tag + 1) if t not in self._acked and t not in self._nacked
+            )
         else:
             into.add(tag)
 
@@ -111,7 +113,7 @@ class ConfirmingPublisher:
                     "message_id": message.message_id,
                     "type": message.message_type,
                     "timestamp": int(time.time()),
-                    "headers": message.headers,
+                    "application_headers": message.headers,
                 }
                 if message.correlation_id:
                     props["correlation_id"] = message.correlation_id
@@ -124,7 +126,7 @@ class ConfirmingPublisher:
                 tags[self._next_tag] = message.message_id
                 self._next_tag += 1
             self._wait_for(tags)
-        except (OSError, amqp.exceptions.AMQPError, socket.timeout) as exc:
+        except (TimeoutError, OSError, amqp.exceptions.AMQPError) as exc:
             self.close()
             raise PublishError(f"publishing failed: {exc}") from exc
         confirmed = [
@@ -153,10 +155,9 @@ class ConfirmingPublisher:
     def close(self) -> None:
         """Drop the channel; the next publish opens a fresh one."""
         if self._channel is not None:
-            try:
+            # Closing a broken channel may fail too; it is dropped either way.
+            with contextlib.suppress(Exception):
                 self._channel.close()
-            except Exception:  # noqa: BLE001 - closing a broken channel may fail too
-                pass
         self._channel = None
         self._acked.clear()
         self._nacked.clear()

@@ -9,6 +9,7 @@ next pass.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -102,10 +103,9 @@ class OutboxRelay:
         if self._publisher is not None:
             self._publisher.close()
         self._publisher = None
-        try:
+        # A dead connection may not close cleanly; it is dropped either way.
+        with contextlib.suppress(Exception):
             self._connection.release()
-        except Exception:  # noqa: BLE001 - a dead connection may not close cleanly
-            pass
 
     def pending_count(self) -> int:
         """How many messages wait to be published."""
@@ -151,16 +151,16 @@ class OutboxRelay:
             now = datetime.now(UTC)
             if confirmed:
                 conn.execute(
-                    t.update().where(t.c.id.in_(confirmed)).values(
-                        published_at=now, attempts=t.c.attempts + 1, last_error=None
-                    )
+                    t.update()
+                    .where(t.c.id.in_(confirmed))
+                    .values(published_at=now, attempts=t.c.attempts + 1, last_error=None)
                 )
             failed = [r.id for r in rows if r.id not in set(confirmed)]
             if failed:
                 conn.execute(
-                    t.update().where(t.c.id.in_(failed)).values(
-                        attempts=t.c.attempts + 1, last_error=error or "not confirmed"
-                    )
+                    t.update()
+                    .where(t.c.id.in_(failed))
+                    .values(attempts=t.c.attempts + 1, last_error=error or "not confirmed")
                 )
                 self.last_error = error or "not confirmed"
                 log.warning("outbox: %d message(s) not confirmed: %s", len(failed), error)
@@ -173,7 +173,7 @@ class OutboxRelay:
         while not self.stopping.is_set():
             try:
                 published = self.run_once()
-            except Exception:  # noqa: BLE001 - a database hiccup must not kill the relay
+            except Exception:
                 log.exception("outbox relay pass failed")
                 self.last_error = "pass failed"
                 published = 0

@@ -40,7 +40,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def serve(factory: Callable[[], Flask], port: int, workers: int) -> None:
     """Serve the app from ``factory`` with gunicorn (each worker builds its own app)."""
     options = {
-        "bind": f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{port}",
+        # All interfaces by default: in a container the published port must reach it.
+        "bind": f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{port}",  # noqa: S104
         "workers": workers,
         "worker_class": "gthread",
         "threads": int(os.environ.get("WEB_THREADS", "4")),

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, jsonify
 from flask_smorest import Api
+from flask_smorest import abort as smorest_abort
 from sqlalchemy import Engine, text
 from werkzeug.exceptions import HTTPException
 
-from tacso_shared.auth import SECURITY_SCHEME
-
 log = logging.getLogger(__name__)
+
+#: The OpenAPI security scheme of the admin key (see :mod:`tacso_shared.auth`).
+SECURITY_SCHEME = "bearerAuth"
+
+
+def abort(status: int, **kwargs: Any) -> NoReturn:
+    """flask-smorest's ``abort`` (JSON error body), typed so checkers know it does not return."""
+    smorest_abort(status, **kwargs)
+    raise AssertionError("abort returned")  # pragma: no cover - smorest_abort always raises
 
 
 def configure_app(app: Flask, title: str, version: str, admin_api_key: str) -> Api:

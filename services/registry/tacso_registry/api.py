@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 
 from tacso_registry import operations
 from tacso_registry.bootstrap import Registry
@@ -20,8 +20,11 @@ from tacso_registry.schemas import (
 from tacso_shared.auth import admin_required
 from tacso_shared.db import transaction
 from tacso_shared.vocabulary import TOPICS
+from tacso_shared.web import abort
 
-blp = Blueprint("organisations", __name__, url_prefix="/api/v1", description="Organisations and topics")
+blp = Blueprint(
+    "organisations", __name__, url_prefix="/api/v1", description="Organisations and topics"
+)
 
 
 def _registry() -> Registry:
@@ -59,8 +62,11 @@ class Organisations(MethodView):
                     session, data, request.headers.get("X-Correlation-ID")
                 )
         except operations.DuplicateEmail:
-            abort(409, message="An organisation with this email is already registered.",
-                  errors={"json": {"email": ["Already registered."]}})
+            abort(
+                409,
+                message="An organisation with this email is already registered.",
+                errors={"json": {"email": ["Already registered."]}},
+            )
 
 
 @blp.route("/organisations/<string:organisation_id>")

@@ -106,7 +106,7 @@ def list_organisations(
     page_size: int = 50,
     after: str | None = None,
 ) -> OrganisationPage:
-    """Organisations matching ``flt``, ordered by id; offset paging, or keyset paging with ``after``."""
+    """Organisations matching ``flt`` by id; offset paging, or keyset paging with ``after``."""
     query = sa.select(Organisation)
     if flt.country:
         query = query.where(Organisation.country == flt.country)

@@ -19,9 +19,7 @@ class OrganisationCreateSchema(Schema):
     country = fields.String(required=True, validate=validate.OneOf(sorted(COUNTRIES)))
     email = fields.Email(required=True, validate=validate.Length(max=254))
     language = fields.String(required=True, validate=validate.OneOf(sorted(LANGUAGES)))
-    topics = fields.List(
-        fields.String(validate=validate.OneOf(sorted(TOPICS))), load_default=list
-    )
+    topics = fields.List(fields.String(validate=validate.OneOf(sorted(TOPICS))), load_default=list)
     mailing_consent = fields.Boolean(
         load_default=True,
         metadata={"description": "Whether the organisation agreed to receive invitations."},
@@ -68,8 +66,10 @@ class OrganisationQuerySchema(Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1))
     page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
     after = fields.String(
-        metadata={"description": "Keyset paging: only organisations whose id sorts after this one "
-                  "(use `next_after` of the previous page; `page` is then ignored)."},
+        metadata={
+            "description": "Keyset paging: only organisations whose id sorts after this one "
+            "(use `next_after` of the previous page; `page` is then ignored)."
+        },
     )
 
 

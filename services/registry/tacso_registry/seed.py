@@ -13,18 +13,53 @@ from tacso_registry.operations import organisation_id_for, register_organisation
 # Addresses are placeholders under example.org; operators replace them with the real ones.
 SEED_ORGANISATIONS: list[dict[str, Any]] = [
     {"name": "TACSO Albania office", "kind": "tacso_office", "country": "AL", "language": "sq"},
-    {"name": "TACSO Bosnia and Herzegovina office", "kind": "tacso_office", "country": "BA", "language": "bs"},
+    {
+        "name": "TACSO Bosnia and Herzegovina office",
+        "kind": "tacso_office",
+        "country": "BA",
+        "language": "bs",
+    },
     {"name": "TACSO Kosovo office", "kind": "tacso_office", "country": "XK", "language": "sq"},
     {"name": "TACSO Montenegro office", "kind": "tacso_office", "country": "ME", "language": "cnr"},
-    {"name": "TACSO North Macedonia office", "kind": "tacso_office", "country": "MK", "language": "mk"},
+    {
+        "name": "TACSO North Macedonia office",
+        "kind": "tacso_office",
+        "country": "MK",
+        "language": "mk",
+    },
     {"name": "TACSO Serbia office", "kind": "tacso_office", "country": "RS", "language": "sr"},
     {"name": "TACSO Turkey office", "kind": "tacso_office", "country": "TR", "language": "tr"},
-    {"name": "VESTA with the Trainers' Network", "kind": "resource_centre", "country": "BA", "language": "bs"},
-    {"name": "Kosovar Civil Society Foundation (KCSF)", "kind": "resource_centre", "country": "XK", "language": "sq"},
-    {"name": "Macedonian Center for International Cooperation (MCIC)", "kind": "resource_centre", "country": "MK", "language": "mk"},
-    {"name": "Centre for Development of NGOs (CRNVO)", "kind": "resource_centre", "country": "ME", "language": "cnr"},
+    {
+        "name": "VESTA with the Trainers' Network",
+        "kind": "resource_centre",
+        "country": "BA",
+        "language": "bs",
+    },
+    {
+        "name": "Kosovar Civil Society Foundation (KCSF)",
+        "kind": "resource_centre",
+        "country": "XK",
+        "language": "sq",
+    },
+    {
+        "name": "Macedonian Center for International Cooperation (MCIC)",
+        "kind": "resource_centre",
+        "country": "MK",
+        "language": "mk",
+    },
+    {
+        "name": "Centre for Development of NGOs (CRNVO)",
+        "kind": "resource_centre",
+        "country": "ME",
+        "language": "cnr",
+    },
     {"name": "Civic Initiatives", "kind": "resource_centre", "country": "RS", "language": "sr"},
-    {"name": "Civil Society Development Centre (STGM)", "kind": "resource_centre", "country": "TR", "language": "tr"},
+    {
+        "name": "Civil Society Development Centre (STGM)",
+        "kind": "resource_centre",
+        "country": "TR",
+        "language": "tr",
+    },
 ]
 
 

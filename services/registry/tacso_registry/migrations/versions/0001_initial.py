@@ -8,6 +8,7 @@ Create Date: 2026-11-28
 import sqlalchemy as sa
 from alembic import op
 
+from tacso_shared.db import UTCDateTime
 from tacso_shared.outbox import OUTBOX_PENDING_INDEX, outbox_columns
 
 revision = "0001"
@@ -26,8 +27,8 @@ def upgrade() -> None:
         sa.Column("email", sa.String(254), nullable=False),
         sa.Column("language", sa.String(8), nullable=False),
         sa.Column("mailing_consent", sa.Boolean, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.UniqueConstraint("email", name="uq_organisations_email"),
     )
     op.create_index("ix_organisations_country_kind_id", "organisations", ["country", "kind", "id"])
@@ -41,7 +42,9 @@ def upgrade() -> None:
         ),
         sa.Column("topic", sa.String(64), primary_key=True),
     )
-    op.create_index("ix_organisation_topics_topic", "organisation_topics", ["topic", "organisation_id"])
+    op.create_index(
+        "ix_organisation_topics_topic", "organisation_topics", ["topic", "organisation_id"]
+    )
     op.create_table("outbox", *outbox_columns())
     op.create_index(OUTBOX_PENDING_INDEX, "outbox", ["published_at", "created_at"])
 

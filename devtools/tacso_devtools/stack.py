@@ -1,0 +1,187 @@
+"""``tacso-stack``: run the whole system locally (``make up``), show it working (``make demo``)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from tacso_shared.config import DEFAULT_AMQP_URL
+from tacso_shared.messaging import broker_reachable
+
+DEFAULT_KEY = "dev-admin-key"
+
+
+def _python(*args: str) -> str:
+    return " ".join(shlex.quote(a) for a in (sys.executable, "-m", *args))
+
+
+#: The processes of the local stack: name -> command. Compose runs the same commands.
+PROCESSES: dict[str, str] = {
+    "mail": _python("tacso_devtools.mailcatcher"),
+    "registry": _python("tacso_registry", "serve"),
+    "events": _python("tacso_events", "serve"),
+    "notify": _python("tacso_notify", "serve"),
+    "registry-relay": _python("tacso_registry", "relay"),
+    "events-relay": _python("tacso_events", "relay"),
+    "invitations": _python("tacso_notify", "worker", "--queue", "invitations"),
+    "press-notices": _python("tacso_notify", "worker", "--queue", "press_notices"),
+}
+
+
+def local_env(base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the local stack: the caller's, with local defaults filled in."""
+    env = dict(base)
+    env.setdefault("VAR_DIR", str(Path("var").resolve()))
+    env.setdefault("MAIL_DIR", str(Path(env["VAR_DIR"]) / "mail"))
+    env.setdefault("SMTP_HOST", "127.0.0.1")
+    env.setdefault("SMTP_PORT", env.get("MAILCATCHER_PORT", "1025"))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+@click.group(help="Run the TACSO stack locally.")
+def cli() -> None:
+    pass
+
+
+@cli.command("up")
+def up_cmd() -> None:
+    """Migrate, seed, and run every process in the foreground (Ctrl-C stops them all)."""
+    env = local_env(os.environ)
+    amqp_url = env.get("AMQP_URL", DEFAULT_AMQP_URL)
+    if not broker_reachable(amqp_url):
+        click.echo(
+            f"RabbitMQ is not reachable at {amqp_url}: start it (`rabbitmq-server -detached`, "
+            "or `docker compose up -d rabbitmq`) or set AMQP_URL.",
+            err=True,
+        )
+        sys.exit(1)
+    for args in (
+        ("tacso_registry", "migrate"),
+        ("tacso_registry", "seed"),
+        ("tacso_events", "migrate"),
+        ("tacso_notify", "migrate"),
+    ):
+        subprocess.run([sys.executable, "-m", *args], env=env, check=True)
+    click.echo(
+        "\nMail is caught, not sent: files under {mail}/, or browse http://127.0.0.1:{http}/\n"
+        "APIs: registry http://localhost:5001/docs, events http://localhost:5002/docs, "
+        "notify http://localhost:5003/docs (key: ADMIN_API_KEY, default {key})\n"
+        "Try: make demo\n".format(
+            mail=env["MAIL_DIR"], http=env.get("MAILCATCHER_HTTP_PORT", "8025"), key=DEFAULT_KEY
+        )
+    )
+    manager = Manager(Printer(sys.stdout))
+    for name, command in PROCESSES.items():
+        manager.add_process(name, command, env=env)
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+def _client(env: Mapping[str, str]) -> requests.Session:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {env.get('ADMIN_API_KEY', DEFAULT_KEY)}"
+    return session
+
+
+@cli.command("demo")
+@click.option("--timeout", default=60.0, help="Seconds to wait for the mail to go out.")
+def demo_cmd(timeout: float) -> None:
+    """Register CSOs and media in BA and RS, publish a BA event, print who got what."""
+    env = os.environ
+    registry = env.get("REGISTRY_URL", "http://localhost:5001")
+    events = env.get("EVENTS_URL", "http://localhost:5002")
+    notify = env.get("NOTIFY_URL", "http://localhost:5003")
+    http = _client(env)
+    run = uuid.uuid4().hex[:6]
+
+    def register(name: str, kind: str, country: str, topics: list[str]) -> dict[str, Any]:
+        slug = name.lower().replace(" ", "-")
+        response = http.post(
+            f"{registry}/api/v1/organisations",
+            json={
+                "name": name,
+                "kind": kind,
+                "country": country,
+                "language": "en",
+                "email": f"{slug}-{run}@demo.example.org",
+                "topics": topics,
+            },
+            timeout=10,
+        )
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    for name, kind, country, topics in (
+        ("Sarajevo Human Rights Forum", "cso", "BA", ["human-rights"]),
+        ("Mostar Youth Initiative", "cso", "BA", ["youth", "human-rights"]),
+        ("Tuzla Social Enterprise Hub", "cso", "BA", ["social-entrepreneurship"]),
+        ("Belgrade Rights Watch", "cso", "RS", ["human-rights"]),
+        ("Radio Sarajevo Demo", "media", "BA", []),
+        ("Novi Sad Daily Demo", "media", "RS", []),
+    ):
+        register(name, kind, country, topics)
+    organiser = http.get(
+        f"{registry}/api/v1/organisations",
+        params={"country": "BA", "kind": "resource_centre"},
+        timeout=10,
+    ).json()["items"][0]
+    response = http.post(
+        f"{events}/api/v1/events",
+        json={
+            "title": f"Human rights and civic space workshop ({run})",
+            "type": "workshop",
+            "country": "BA",
+            "topics": ["human-rights"],
+            "starts_at": "2026-12-15T10:00:00+01:00",
+            "ends_at": "2026-12-15T16:00:00+01:00",
+            "venue": {
+                "name": "Hotel Europe",
+                "address": "Vladislava Skarića 5",
+                "city": "Sarajevo",
+            },
+            "organiser_id": organiser["id"],
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+    event = response.json()
+    click.echo(f"Published {event['title']!r} by {organiser['name']} (event {event['id']})")
+    deadline = time.monotonic() + timeout
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = http.get(
+            f"{notify}/api/v1/deliveries",
+            params={"event_id": event["id"], "page_size": 1000},
+            timeout=10,
+        ).json()["items"]
+        kinds = {r["kind"] for r in rows}
+        if kinds == {"invitation", "press_notice"} and all(r["status"] != "pending" for r in rows):
+            break
+        time.sleep(0.5)
+    for kind, title in (("invitation", "Invited"), ("press_notice", "Press notice")):
+        click.echo(f"\n{title}:")
+        for row in rows:
+            if row["kind"] == kind:
+                click.echo(f"  {row['recipient']:<55} {row['status']}")
+    if not rows:
+        click.echo("\nNo deliveries yet: are the notify workers running (make up)?")
+        sys.exit(1)
+
+
+def main() -> None:
+    """Entry point of ``tacso-stack``."""
+    cli()

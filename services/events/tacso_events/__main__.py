@@ -1,0 +1,3 @@
+from tacso_events.cli import main
+
+main()

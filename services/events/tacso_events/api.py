@@ -1,0 +1,104 @@
+"""The events service's HTTP API: thin views over :mod:`tacso_events.operations`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from tacso_events import operations
+from tacso_events.bootstrap import Events
+from tacso_events.registry_client import RegistryUnavailable
+from tacso_events.schemas import EventCreateSchema, EventPageSchema, EventQuerySchema, EventSchema
+from tacso_shared.auth import admin_required, has_admin_key
+from tacso_shared.db import transaction
+from tacso_shared.web import abort
+
+blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Events")
+
+
+def _events() -> Events:
+    events: Events = current_app.extensions["tacso_events"]
+    return events
+
+
+def _base_url() -> str:
+    return _events().settings.public_base_url
+
+
+def _correlation_id() -> str | None:
+    return request.headers.get("X-Correlation-ID") or None
+
+
+@blp.route("/events")
+class EventList(MethodView):
+    @blp.arguments(EventQuerySchema, location="query")
+    @blp.response(200, EventPageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List published events by country, topics, type and time (public)."""
+        flt = operations.EventFilter(
+            country=args.get("country"),
+            topics=tuple(args.get("topic") or ()),
+            type=args.get("type"),
+            ends_from=args.get("from_"),
+            starts_before=args.get("to"),
+        )
+        with _events().sessions() as session:
+            page = operations.list_events(session, flt, args["page"], args["page_size"])
+            items = [operations.event_document(e, _base_url()) for e in page.items]
+        return {"items": items, "page": page.page, "page_size": page.page_size, "total": page.total}
+
+    @admin_required
+    @blp.arguments(EventCreateSchema)
+    @blp.response(201, EventSchema)
+    @blp.alt_response(503, description="The registry could not be asked about the organiser")
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create an event; unless it is a draft, publish it at once."""
+        events = _events()
+        try:
+            with transaction(events.sessions) as session:
+                event = operations.create_event(
+                    session, data, events.registry, _base_url(), _correlation_id()
+                )
+                return operations.event_document(event, _base_url())
+        except operations.InvalidOrganiser as exc:
+            abort(422, message=exc.reason, errors={"json": {"organiser_id": [exc.reason]}})
+        except RegistryUnavailable as exc:
+            abort(
+                503,
+                message=f"The organiser cannot be checked now ({exc}); please try again later.",
+                headers={"Retry-After": "5"},
+            )
+
+
+@blp.route("/events/<string:event_id>")
+class EventById(MethodView):
+    @blp.response(200, EventSchema)
+    @blp.alt_response(404, description="No such event, or a draft asked for without the key")
+    def get(self, event_id: str) -> dict[str, Any]:
+        """Get one event (public; a draft only with the admin key)."""
+        with _events().sessions() as session:
+            event = operations.get_event(session, event_id, include_drafts=has_admin_key())
+            if event is None:
+                abort(404, message=f"No event with id {event_id}.")
+            return operations.event_document(event, _base_url())
+
+
+@blp.route("/events/<string:event_id>/publish")
+class EventPublish(MethodView):
+    @admin_required
+    @blp.response(200, EventSchema)
+    @blp.alt_response(404, description="No such event")
+    @blp.alt_response(409, description="The event is published already")
+    def post(self, event_id: str) -> dict[str, Any]:
+        """Publish a draft event."""
+        try:
+            with transaction(_events().sessions) as session:
+                event = operations.publish_event(session, event_id, _base_url(), _correlation_id())
+                return operations.event_document(event, _base_url())
+        except operations.EventNotFound:
+            abort(404, message=f"No event with id {event_id}.")
+        except operations.AlreadyPublished:
+            abort(409, message="The event is published already.")

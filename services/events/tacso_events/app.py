@@ -1,0 +1,20 @@
+"""The events service's Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from tacso_events.api import blp
+from tacso_events.bootstrap import Events, bootstrap
+from tacso_shared.web import add_health, configure_app
+
+
+def create_app(events: Events | None = None) -> Flask:
+    """Build the events app; nothing connects until a request needs it."""
+    events = events or bootstrap()
+    app = Flask(__name__)
+    api = configure_app(app, "TACSO events", "1.0", events.settings.admin_api_key)
+    app.extensions["tacso_events"] = events
+    api.register_blueprint(blp)
+    add_health(app, events.engine)
+    return app

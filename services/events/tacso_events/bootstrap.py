@@ -1,0 +1,77 @@
+"""The events service's composition root: settings in, wired engine, sessions and registry out."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tacso_events.models import outbox
+from tacso_events.registry_client import HttpRegistryClient, RegistryClient
+from tacso_shared.config import CommonSettings, env_str
+from tacso_shared.db import make_engine, make_session_factory, migrate
+from tacso_shared.outbox import OutboxRelay
+
+SERVICE = "events"
+DEFAULT_PORT = 5002
+DEFAULT_REGISTRY_URL = "http://localhost:5001"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class EventsSettings(CommonSettings):
+    """The common settings plus where the registry answers (``REGISTRY_URL``)."""
+
+    registry_url: str = DEFAULT_REGISTRY_URL
+
+
+@dataclass
+class Events:
+    """Everything the events service's entrypoints need, built once per process."""
+
+    settings: EventsSettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    registry: RegistryClient
+
+    def relay(self) -> OutboxRelay:
+        """The outbox relay for this database."""
+        return OutboxRelay(
+            self.engine,
+            outbox,
+            self.settings.amqp_url,
+            batch_size=self.settings.relay_batch_size,
+            poll_interval=self.settings.relay_poll_interval,
+        )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> EventsSettings:
+    """The events service's settings from ``env`` (default: the environment)."""
+    env = os.environ if env is None else env
+    common = CommonSettings.load(SERVICE, DEFAULT_PORT, env)
+    registry_url = env_str(env, "REGISTRY_URL", DEFAULT_REGISTRY_URL).rstrip("/")
+    return EventsSettings(**dataclasses.asdict(common), registry_url=registry_url)
+
+
+def bootstrap(
+    settings: EventsSettings | None = None, registry: RegistryClient | None = None
+) -> Events:
+    """Wire the events service from ``settings`` (default: the environment).
+
+    ``registry`` replaces the HTTP registry client (tests pass a fake).
+    """
+    settings = settings or load_settings()
+    engine = make_engine(settings.database_url)
+    if registry is None:
+        registry = HttpRegistryClient(settings.registry_url, settings.admin_api_key)
+    return Events(settings, engine, make_session_factory(engine), registry)
+
+
+def apply_migrations(settings: CommonSettings) -> None:
+    """Bring the events database to the newest schema."""
+    migrate(MIGRATIONS, settings.database_url)

@@ -1,0 +1,79 @@
+"""The events service's tables: events, their topics, and the outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from tacso_shared.db import UTCDateTime
+from tacso_shared.outbox import outbox_table
+
+DRAFT = "draft"
+PUBLISHED = "published"
+STATUSES = (DRAFT, PUBLISHED)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the events service's own database."""
+
+
+class Event(Base):
+    """A conference, workshop or training organised by a Resource Centre or TACSO office."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.Index("ix_events_status_starts_at_id", "status", "starts_at", "id"),
+        sa.Index("ix_events_country_status_starts_at", "country", "status", "starts_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    type: Mapped[str] = mapped_column(sa.String(32))
+    country: Mapped[str] = mapped_column(sa.String(2))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    venue_name: Mapped[str | None] = mapped_column(sa.String(200))
+    venue_address: Mapped[str | None] = mapped_column(sa.String(300))
+    venue_city: Mapped[str | None] = mapped_column(sa.String(100))
+    online_url: Mapped[str | None] = mapped_column(sa.String(2000))
+    capacity: Mapped[int | None] = mapped_column(sa.Integer)
+    organiser_id: Mapped[str] = mapped_column(sa.String(64))
+    organiser_name: Mapped[str] = mapped_column(sa.String(200))
+    organiser_email: Mapped[str | None] = mapped_column(sa.String(254))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    revision: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    topic_links: Mapped[list[EventTopic]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="EventTopic.topic"
+    )
+
+    @property
+    def topics(self) -> list[str]:
+        return [link.topic for link in self.topic_links]
+
+    @property
+    def venue(self) -> dict[str, Any] | None:
+        if self.venue_name is None or self.venue_city is None:
+            return None
+        return {"name": self.venue_name, "address": self.venue_address, "city": self.venue_city}
+
+
+class EventTopic(Base):
+    """One topic of an event (a row per topic, so filtering by topic is an index lookup)."""
+
+    __tablename__ = "event_topics"
+    __table_args__ = (sa.Index("ix_event_topics_topic", "topic", "event_id"),)
+
+    event_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+
+
+outbox = outbox_table(Base.metadata)

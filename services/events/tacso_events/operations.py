@@ -1,0 +1,238 @@
+"""What the events service does, as plain functions over a database session (no Flask, no kombu)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tacso_events.models import DRAFT, PUBLISHED, Event, EventTopic, outbox
+from tacso_events.registry_client import Organisation, RegistryClient
+from tacso_shared import outbox as outbox_ops
+from tacso_shared.contracts import EVENT_PUBLISHED
+from tacso_shared.envelope import Envelope
+from tacso_shared.vocabulary import ORGANISER_KINDS
+
+SOURCE = "/tacso/events"
+
+
+class InvalidOrganiser(Exception):
+    """The organiser may not organise this event; ``reason`` says why, for the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EventNotFound(Exception):
+    """No event has this id."""
+
+
+class AlreadyPublished(Exception):
+    """The event is published already."""
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which published events a list returns."""
+
+    country: str | None = None
+    topics: tuple[str, ...] = ()
+    type: str | None = None
+    ends_from: datetime | None = None
+    starts_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of a filtered list of events."""
+
+    items: list[Event]
+    page: int
+    page_size: int
+    total: int
+
+
+def event_url(public_base_url: str, event_id: str) -> str:
+    """Where the event can be read through the public API."""
+    return f"{public_base_url.rstrip('/')}/api/v1/events/{event_id}"
+
+
+def event_document(event: Event, public_base_url: str) -> dict[str, Any]:
+    """The event as the API returns it."""
+    return {
+        "id": event.id,
+        "title": event.title,
+        "description": event.description,
+        "type": event.type,
+        "country": event.country,
+        "topics": event.topics,
+        "starts_at": event.starts_at,
+        "ends_at": event.ends_at,
+        "venue": event.venue,
+        "online_url": event.online_url,
+        "capacity": event.capacity,
+        "organiser_id": event.organiser_id,
+        "organiser_name": event.organiser_name,
+        "status": event.status,
+        "revision": event.revision,
+        "url": event_url(public_base_url, event.id),
+        "created_at": event.created_at,
+        "updated_at": event.updated_at,
+        "published_at": event.published_at,
+    }
+
+
+def check_organiser(organisation: Organisation | None, country: str) -> Organisation:
+    """Return ``organisation`` if it may organise an event in ``country``; else raise why not."""
+    if organisation is None:
+        raise InvalidOrganiser("No such organisation.")
+    if organisation.kind not in ORGANISER_KINDS:
+        raise InvalidOrganiser("Must be a resource centre or TACSO office.")
+    if organisation.country != country:
+        raise InvalidOrganiser(f"The organiser belongs to {organisation.country}, not {country}.")
+    return organisation
+
+
+def create_event(
+    session: Session,
+    data: dict[str, Any],
+    registry: RegistryClient,
+    public_base_url: str,
+    correlation_id: str | None = None,
+) -> Event:
+    """Add an event (validated data) whose organiser the registry vouches for.
+
+    A published event gets its ``event.published`` message in the same transaction. Raises
+    :class:`InvalidOrganiser`, or ``RegistryUnavailable`` when the registry cannot be asked.
+    """
+    organiser = check_organiser(registry.get_organisation(data["organiser_id"]), data["country"])
+    now = datetime.now(UTC)
+    venue = data.get("venue")
+    event = Event(
+        id=str(uuid.uuid4()),
+        title=data["title"],
+        description=data.get("description"),
+        type=data["type"],
+        country=data["country"],
+        starts_at=data["starts_at"].astimezone(UTC),
+        ends_at=data["ends_at"].astimezone(UTC),
+        venue_name=venue["name"] if venue else None,
+        venue_address=venue.get("address") if venue else None,
+        venue_city=venue["city"] if venue else None,
+        online_url=data.get("online_url"),
+        capacity=data.get("capacity"),
+        organiser_id=organiser.id,
+        organiser_name=organiser.name,
+        organiser_email=organiser.email,
+        status=DRAFT,
+        revision=0,
+        created_at=now,
+        updated_at=now,
+        published_at=None,
+        topic_links=[EventTopic(topic=t) for t in sorted(set(data.get("topics", [])))],
+    )
+    session.add(event)
+    session.flush()
+    if data.get("status", PUBLISHED) == PUBLISHED:
+        _publish(session, event, public_base_url, correlation_id, now)
+    return event
+
+
+def publish_event(
+    session: Session,
+    event_id: str,
+    public_base_url: str,
+    correlation_id: str | None = None,
+) -> Event:
+    """Publish a draft and, in the same transaction, enqueue its ``event.published`` message."""
+    event = session.get(Event, event_id, with_for_update=True)
+    if event is None:
+        raise EventNotFound(event_id)
+    if event.status == PUBLISHED:
+        raise AlreadyPublished(event_id)
+    _publish(session, event, public_base_url, correlation_id, datetime.now(UTC))
+    return event
+
+
+def _publish(
+    session: Session,
+    event: Event,
+    public_base_url: str,
+    correlation_id: str | None,
+    now: datetime,
+) -> None:
+    event.status = PUBLISHED
+    event.revision += 1
+    event.published_at = now
+    event.updated_at = now
+    session.flush()
+    outbox_ops.enqueue(
+        session,
+        outbox,
+        Envelope(
+            type=EVENT_PUBLISHED,
+            source=SOURCE,
+            subject=event.id,
+            correlationid=correlation_id,
+            data=published_data(event, public_base_url),
+        ),
+    )
+
+
+def published_data(event: Event, public_base_url: str) -> dict[str, Any]:
+    """The ``data`` of the event's ``event.published`` message (:class:`EventPublishedV1`)."""
+    return {
+        "event_id": event.id,
+        "revision": event.revision,
+        "title": event.title,
+        "description": event.description,
+        "type": event.type,
+        "country": event.country,
+        "topics": event.topics,
+        "starts_at": event.starts_at,
+        "ends_at": event.ends_at,
+        "venue": event.venue,
+        "online_url": event.online_url,
+        "capacity": event.capacity,
+        "organiser_id": event.organiser_id,
+        "organiser_name": event.organiser_name,
+        "organiser_email": event.organiser_email,
+        "url": event_url(public_base_url, event.id),
+    }
+
+
+def get_event(session: Session, event_id: str, include_drafts: bool = False) -> Event | None:
+    """The event with this id, if any (drafts only with ``include_drafts``)."""
+    event = session.get(Event, event_id)
+    if event is None or (event.status != PUBLISHED and not include_drafts):
+        return None
+    return event
+
+
+def list_events(
+    session: Session, flt: EventFilter, page: int = 1, page_size: int = 20
+) -> EventPage:
+    """Published events matching ``flt``, ordered by start time then id."""
+    query = sa.select(Event).where(Event.status == PUBLISHED)
+    if flt.country:
+        query = query.where(Event.country == flt.country)
+    if flt.type:
+        query = query.where(Event.type == flt.type)
+    if flt.ends_from is not None:
+        query = query.where(Event.ends_at >= flt.ends_from)
+    if flt.starts_before is not None:
+        query = query.where(Event.starts_at < flt.starts_before)
+    if flt.topics:
+        query = query.where(
+            sa.exists().where(EventTopic.event_id == Event.id, EventTopic.topic.in_(flt.topics))
+        )
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    query = (
+        query.order_by(Event.starts_at, Event.id).limit(page_size).offset((page - 1) * page_size)
+    )
+    return EventPage(list(session.scalars(query)), page, page_size, total)

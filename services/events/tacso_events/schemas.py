@@ -1,0 +1,211 @@
+"""Request and response schemas of the events API (validation and OpenAPI from one source)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+    validates_schema,
+)
+
+from tacso_events.models import PUBLISHED, STATUSES
+from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE = 1_000_000
+MAX_CAPACITY = 1_000_000
+
+_AWARE_MESSAGE = "Must be an ISO 8601 date-time with a UTC offset, e.g. 2026-05-04T09:00:00+02:00."
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+def _no_nul(value: str | None) -> None:
+    if value is not None and "\x00" in value:
+        raise ValidationError("Must not contain NUL characters.")
+
+
+def _in_utc_range(value: datetime) -> None:
+    # A time near the ends of the calendar cannot be stored once converted to UTC.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("Must be a date-time between years 1 and 9999 in UTC.") from None
+
+
+def _aware(**kwargs: Any) -> fields.AwareDateTime:
+    return fields.AwareDateTime(
+        validate=_in_utc_range, error_messages={"invalid_awareness": _AWARE_MESSAGE}, **kwargs
+    )
+
+
+class VenueSchema(Schema):
+    """Where an event takes place in person."""
+
+    name = fields.String(
+        required=True, validate=[validate.Length(min=1, max=200), _not_blank, _no_nul]
+    )
+    address = fields.String(
+        load_default=None, allow_none=True, validate=[validate.Length(max=300), _no_nul]
+    )
+    city = fields.String(
+        required=True, validate=[validate.Length(min=1, max=100), _not_blank, _no_nul]
+    )
+
+    @post_load
+    def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data["name"] = data["name"].strip()
+        data["city"] = data["city"].strip()
+        if data.get("address") is not None:
+            data["address"] = data["address"].strip() or None
+        return data
+
+
+class EventCreateSchema(Schema):
+    """What a client sends to create an event (published at once unless ``status`` is draft)."""
+
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=200), _no_nul])
+    description = fields.String(
+        load_default=None, allow_none=True, validate=[validate.Length(max=20_000), _no_nul]
+    )
+    type = fields.String(required=True, validate=validate.OneOf(list(EVENT_TYPES)))
+    country = fields.String(required=True, validate=validate.OneOf(sorted(COUNTRIES)))
+    topics = fields.List(
+        fields.String(validate=validate.OneOf(sorted(TOPICS))),
+        required=True,
+        metadata={"description": "Topic slugs (may be empty); duplicates are dropped."},
+    )
+    starts_at = _aware(required=True)
+    ends_at = _aware(required=True)
+    venue = fields.Nested(VenueSchema, load_default=None, allow_none=True)
+    online_url = fields.Url(
+        load_default=None,
+        allow_none=True,
+        schemes={"http", "https"},
+        validate=validate.Length(max=2000),
+        metadata={"description": "Where to join online (http or https)."},
+    )
+    capacity = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_CAPACITY),
+    )
+    organiser_id = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=64),
+            validate.Regexp(r"^[A-Za-z0-9_-]+$", error="Not a valid organisation id."),
+        ],
+        metadata={"description": "A Resource Centre or TACSO office of the event's country."},
+    )
+    status = fields.String(load_default=PUBLISHED, validate=validate.OneOf(STATUSES))
+
+    @validates("title")
+    def _title_not_blank(self, value: str, **_: Any) -> None:
+        _not_blank(value)
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _consistent(self, data: dict[str, Any], original: Any, **_: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        starts_at, ends_at = data.get("starts_at"), data.get("ends_at")
+        if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+            errors["ends_at"] = ["Must be after starts_at."]
+        # A venue or online_url that was sent but is invalid has its own error already.
+        sent = original if isinstance(original, dict) else {}
+        if sent.get("venue") is None and sent.get("online_url") is None:
+            errors["venue"] = ["A venue or an online_url is required."]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data["title"] = data["title"].strip()
+        if data.get("description") is not None:
+            data["description"] = data["description"].strip() or None
+        data["topics"] = sorted(set(data["topics"]))
+        return data
+
+
+class VenueOutSchema(Schema):
+    """A venue as the API returns it."""
+
+    name = fields.String(required=True)
+    address = fields.String(required=True, allow_none=True)
+    city = fields.String(required=True)
+
+
+class EventSchema(Schema):
+    """An event as the API returns it."""
+
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    description = fields.String(required=True, allow_none=True)
+    type = fields.String(required=True)
+    country = fields.String(required=True)
+    topics = fields.List(fields.String(), required=True)
+    starts_at = fields.AwareDateTime(required=True)
+    ends_at = fields.AwareDateTime(required=True)
+    venue = fields.Nested(VenueOutSchema, required=True, allow_none=True)
+    online_url = fields.String(required=True, allow_none=True)
+    capacity = fields.Integer(required=True, allow_none=True)
+    organiser_id = fields.String(required=True)
+    organiser_name = fields.String(required=True)
+    status = fields.String(
+        required=True, metadata={"description": "`published`, or `draft` until published."}
+    )
+    revision = fields.Integer(
+        required=True, metadata={"description": "1 when first published; 0 while a draft."}
+    )
+    url = fields.String(required=True, metadata={"description": "Where the event can be read."})
+    created_at = fields.AwareDateTime(required=True)
+    updated_at = fields.AwareDateTime(required=True)
+    published_at = fields.AwareDateTime(required=True, allow_none=True)
+
+
+class EventQuerySchema(Schema):
+    """Filters and paging for the list of published events."""
+
+    country = fields.String(validate=validate.OneOf(sorted(COUNTRIES)))
+    topic = fields.List(
+        fields.String(validate=validate.OneOf(sorted(TOPICS))),
+        metadata={"description": "Repeat to match any of several topics."},
+    )
+    type = fields.String(validate=validate.OneOf(list(EVENT_TYPES)))
+    from_ = _aware(
+        data_key="from",
+        metadata={"description": "Only events that end at or after this time."},
+    )
+    to = _aware(
+        metadata={"description": "Only events that start before this time."},
+    )
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
+    page_size = fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **_: Any) -> None:
+        start, end = data.get("from_"), data.get("to")
+        if start is not None and end is not None and end <= start:
+            raise ValidationError("Must be after from.", field_name="to")
+
+
+class EventPageSchema(Schema):
+    """One page of published events, ordered by start time."""
+
+    items = fields.List(fields.Nested(EventSchema), required=True)
+    page = fields.Integer(required=True)
+    page_size = fields.Integer(required=True)
+    total = fields.Integer(required=True)

@@ -1,0 +1,3 @@
+from tacso_notify.cli import main
+
+main()

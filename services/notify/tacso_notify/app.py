@@ -1,0 +1,20 @@
+"""notify's Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from tacso_notify.api import blp
+from tacso_notify.bootstrap import Notify, bootstrap
+from tacso_shared.web import add_health, configure_app
+
+
+def create_app(notify: Notify | None = None) -> Flask:
+    """Build notify's app; nothing connects until a request needs it."""
+    notify = notify or bootstrap()
+    app = Flask(__name__)
+    api = configure_app(app, "TACSO notify", "1.0", notify.settings.common.admin_api_key)
+    app.extensions["tacso_notify"] = notify
+    api.register_blueprint(blp)
+    add_health(app, notify.engine)
+    return app

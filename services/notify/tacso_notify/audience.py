@@ -1,0 +1,88 @@
+"""Who should hear about an event: organisations streamed page by page from the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import requests
+
+from tacso_notify.rendering import Recipient
+
+DEFAULT_PAGE_SIZE = 500
+
+
+class AudienceUnavailable(Exception):
+    """The registry could not be asked now (down, slow, misconfigured): try again later."""
+
+
+class Directory(Protocol):
+    """Lists the organisations an event's mail goes to."""
+
+    def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
+        """Yield pages of ``kind`` organisations in ``country`` (any of ``topics``; all if none)."""
+        ...
+
+
+class RegistryDirectory:
+    """Reads the audience from registry's ``GET /api/v1/organisations`` with keyset paging.
+
+    Asking registry at send time (rather than keeping a replica) means an organisation registered a
+    moment before the event was published is never missed; a registry outage raises
+    :class:`AudienceUnavailable`, and the message is retried later.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        timeout: tuple[float, float] = (2.0, 10.0),
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.page_size = page_size
+        self.timeout = timeout
+        self._http = requests.Session()
+        self._http.headers["Authorization"] = f"Bearer {api_key}"
+
+    def _get(self, params: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base_url}/api/v1/organisations"
+        try:
+            response = self._http.get(url, params=params, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise AudienceUnavailable(f"registry unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise AudienceUnavailable(
+                f"registry answered {response.status_code}: {response.text[:200]}"
+            )
+        body: dict[str, Any] = response.json()
+        return body
+
+    def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
+        params: dict[str, Any] = {
+            "country": country,
+            "kind": kind,
+            "mailing_consent": "true",
+            "page_size": self.page_size,
+        }
+        if topics:
+            params["topic"] = list(topics)
+        after: str | None = None
+        while True:
+            if after is not None:
+                params["after"] = after
+            body = self._get(params)
+            items = body["items"]
+            if items:
+                yield [
+                    Recipient(
+                        organisation_id=o["id"],
+                        name=o["name"],
+                        email=o["email"],
+                        language=o.get("language", "en"),
+                    )
+                    for o in items
+                ]
+            after = body.get("next_after")
+            if not after:
+                return

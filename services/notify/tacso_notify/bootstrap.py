@@ -1,0 +1,121 @@
+"""notify's composition root: settings in; ledger, directory, mailer and workers wired out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tacso_notify.audience import RegistryDirectory
+from tacso_notify.handlers import Dependencies, make_handler
+from tacso_notify.ledger import DeliveryLedger
+from tacso_notify.mailer import SmtpMailer, SmtpSettings
+from tacso_notify.rendering import MessageKind, Sender
+from tacso_shared.config import CommonSettings, ConfigError, env_bool, env_float, env_int, env_str
+from tacso_shared.consumer import QueueWorker
+from tacso_shared.db import make_engine, make_session_factory, migrate
+from tacso_shared.topology import DEFAULT_RETRY_DELAYS, WORK_QUEUES
+
+SERVICE = "notify"
+DEFAULT_PORT = 5003
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: Which kind of mail each work queue's worker sends.
+QUEUE_KINDS: dict[str, MessageKind] = {
+    "invitations": MessageKind.INVITATION,
+    "press_notices": MessageKind.PRESS_NOTICE,
+}
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """notify's settings: the common ones plus SMTP, sender, registry and retry schedule."""
+
+    common: CommonSettings
+    smtp: SmtpSettings
+    sender: Sender
+    registry_url: str
+    retry_delays: tuple[int, ...]
+    prefetch: int
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> NotifySettings:
+        """Read notify's settings from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        raw_delays = env_str(env, "RETRY_DELAYS", ",".join(map(str, DEFAULT_RETRY_DELAYS)))
+        try:
+            delays = tuple(int(d) for d in raw_delays.split(",") if d.strip())
+        except ValueError as exc:
+            raise ConfigError(
+                f"RETRY_DELAYS must be seconds separated by commas, got {raw_delays!r}"
+            ) from exc
+        return cls(
+            common=CommonSettings.load(SERVICE, DEFAULT_PORT, env),
+            smtp=SmtpSettings(
+                host=env_str(env, "SMTP_HOST", "localhost"),
+                port=env_int(env, "SMTP_PORT", 1025),
+                username=env.get("SMTP_USERNAME") or None,
+                password=env.get("SMTP_PASSWORD") or None,
+                starttls=env_bool(env, "SMTP_STARTTLS", False),
+                ssl=env_bool(env, "SMTP_SSL", False),
+                timeout=env_float(env, "SMTP_TIMEOUT", 30.0),
+            ),
+            sender=Sender(
+                address=env_str(env, "MAIL_FROM", "events@tacso.local"),
+                name=env_str(env, "MAIL_FROM_NAME", "TACSO Events"),
+            ),
+            registry_url=env_str(env, "REGISTRY_URL", "http://localhost:5001"),
+            retry_delays=delays or DEFAULT_RETRY_DELAYS,
+            prefetch=env_int(env, "WORKER_PREFETCH", 10),
+        )
+
+
+@dataclass
+class Notify:
+    """Everything notify's entrypoints need, built once per process."""
+
+    settings: NotifySettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    ledger: DeliveryLedger
+
+    def worker(self, queue: str) -> QueueWorker:
+        """A worker for one work queue (``invitations`` or ``press_notices``)."""
+        deps = Dependencies(
+            ledger=self.ledger,
+            directory=RegistryDirectory(
+                self.settings.registry_url, self.settings.common.admin_api_key
+            ),
+            mailer=SmtpMailer(self.settings.smtp),
+            sender=self.settings.sender,
+            domain=self.settings.sender.address.rpartition("@")[2] or "tacso.local",
+        )
+        return QueueWorker(
+            self.settings.common.amqp_url,
+            WORK_QUEUES[queue],
+            make_handler(QUEUE_KINDS[queue], deps),
+            retry_delays=self.settings.retry_delays,
+            prefetch=self.settings.prefetch,
+        )
+
+
+def load_settings() -> NotifySettings:
+    """notify's settings from the environment."""
+    return NotifySettings.load()
+
+
+def bootstrap(settings: NotifySettings | None = None) -> Notify:
+    """Wire notify from ``settings`` (default: the environment)."""
+    settings = settings or load_settings()
+    engine = make_engine(settings.common.database_url)
+    sessions = make_session_factory(engine)
+    return Notify(settings, engine, sessions, DeliveryLedger(sessions))
+
+
+def apply_migrations(settings: CommonSettings) -> None:
+    """Bring notify's database to the newest schema."""
+    migrate(MIGRATIONS, settings.database_url)

@@ -1,0 +1,130 @@
+"""Sending over SMTP with one reused connection, and telling passing failures from final ones."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class TransientSendError(Exception):
+    """The server could not take the message now (4xx, connection lost): try again later."""
+
+
+class PermanentSendError(Exception):
+    """The server will never take the message for this recipient (5xx): record and give up."""
+
+
+class Mailer(Protocol):
+    """Hands one flattened message to the mail system."""
+
+    def send(self, mail_from: str, recipient: str, message: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """How to reach the SMTP server."""
+
+    host: str = "localhost"
+    port: int = 1025
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    ssl: bool = False
+    timeout: float = 30.0
+
+
+def _classify(code: int, text: str | bytes) -> Exception:
+    reason = text.decode(errors="replace") if isinstance(text, bytes) else text
+    message = f"{code} {reason}".strip()
+    if 400 <= code < 500:
+        return TransientSendError(message)
+    return PermanentSendError(message)
+
+
+class SmtpMailer:
+    """Keeps one SMTP connection open across messages and reconnects when it drops."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._smtp: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        smtp: smtplib.SMTP
+        if s.ssl:
+            smtp = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
+            )
+        else:
+            smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            if s.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+        if s.username:
+            smtp.login(s.username, s.password or "")
+        return smtp
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is None:
+            try:
+                self._smtp = self._connect()
+            except smtplib.SMTPResponseException as exc:
+                raise TransientSendError(
+                    f"SMTP connect refused: {exc.smtp_code} {exc.smtp_error!r}"
+                ) from exc
+            except (OSError, smtplib.SMTPException) as exc:
+                raise TransientSendError(f"SMTP server unreachable: {exc}") from exc
+        return self._smtp
+
+    def send(self, mail_from: str, recipient: str, message: bytes) -> None:
+        """Send ``message`` to ``recipient``; raise Transient/PermanentSendError if refused."""
+        for attempt in (1, 2):
+            smtp = self._connection()
+            try:
+                # Bodies are 8-bit UTF-8: say so where the server understands it.
+                options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
+                smtp.sendmail(mail_from, [recipient], message, mail_options=options)
+                return
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, text = exc.recipients.get(recipient, (550, b"recipient refused"))
+                self._reset_after_refusal(smtp)
+                raise _classify(code, text) from exc
+            except smtplib.SMTPSenderRefused as exc:
+                # Our own sender address refused: a configuration problem, not the recipient's.
+                self.close()
+                raise TransientSendError(
+                    f"sender refused: {exc.smtp_code} {exc.smtp_error!r}"
+                ) from exc
+            except smtplib.SMTPServerDisconnected as exc:
+                self.close()
+                if attempt == 2:
+                    raise TransientSendError(f"SMTP server disconnected: {exc}") from exc
+            except smtplib.SMTPResponseException as exc:
+                self.close() if exc.smtp_code == 421 else self._reset_after_refusal(smtp)
+                raise _classify(exc.smtp_code, exc.smtp_error) from exc
+            except (OSError, smtplib.SMTPException) as exc:
+                self.close()
+                raise TransientSendError(f"SMTP error: {exc}") from exc
+
+    def _reset_after_refusal(self, smtp: smtplib.SMTP) -> None:
+        try:
+            smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+    def close(self) -> None:
+        """Say goodbye to the server (or just drop a broken connection)."""
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                with contextlib.suppress(OSError):
+                    self._smtp.close()
+            self._smtp = None

@@ -1,0 +1,48 @@
+"""notify's tables: the delivery ledger (one row per event revision, organisation and kind)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tacso_shared.db import UTCDateTime
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+STATUSES = (PENDING, SENT, FAILED)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of notify's own database."""
+
+
+class Delivery(Base):
+    """One email owed to one organisation about one revision of one event.
+
+    The unique key makes a redelivered or re-published message harmless: the row already exists,
+    and a row already ``sent`` is never sent again.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "event_id", "revision", "organisation_id", "kind", name="uq_deliveries_once"
+        ),
+        sa.Index("ix_deliveries_event_kind_status", "event_id", "kind", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36))
+    revision: Mapped[int] = mapped_column(sa.Integer)
+    organisation_id: Mapped[str] = mapped_column(sa.String(36))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    recipient: Mapped[str] = mapped_column(sa.String(254))
+    country: Mapped[str] = mapped_column(sa.String(2))
+    status: Mapped[str] = mapped_column(sa.String(16), default=PENDING)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    message_id: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -1,0 +1,63 @@
+"""Request and response schemas of notify's API."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from tacso_notify.models import STATUSES
+from tacso_notify.rendering import MessageKind
+
+
+class DeliveryQuerySchema(Schema):
+    """Filters and paging for the delivery list."""
+
+    event_id = fields.String()
+    organisation_id = fields.String()
+    kind = fields.String(validate=validate.OneOf([k.value for k in MessageKind]))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page_size = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class DeliverySchema(Schema):
+    """One row of the delivery ledger."""
+
+    id = fields.Integer(required=True)
+    event_id = fields.String(required=True)
+    revision = fields.Integer(required=True)
+    organisation_id = fields.String(required=True)
+    recipient = fields.String(required=True)
+    kind = fields.String(required=True)
+    country = fields.String(required=True)
+    status = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    last_error = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    updated_at = fields.AwareDateTime(required=True)
+    sent_at = fields.AwareDateTime(allow_none=True)
+
+
+class DeliveryPageSchema(Schema):
+    """One page of deliveries."""
+
+    items = fields.List(fields.Nested(DeliverySchema), required=True)
+    page = fields.Integer(required=True)
+    page_size = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+
+
+class DeliverySummaryQuerySchema(Schema):
+    """Which event's delivery counts to show."""
+
+    event_id = fields.String(required=True)
+
+
+class DeliverySummarySchema(Schema):
+    """Counts of one event's deliveries by kind and status."""
+
+    event_id = fields.String(required=True)
+    counts = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Integer()),
+        required=True,
+    )

@@ -1,0 +1,142 @@
+"""Publishing an event stores its ``event.published`` message in the outbox, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+from tacso_events import operations
+from tacso_events.bootstrap import Events
+from tacso_events.models import Event, outbox
+from tacso_events.registry_client import Organisation
+from tacso_events.schemas import EventCreateSchema
+from tacso_shared.contracts import EVENT_PUBLISHED, load_data
+from tacso_shared.db import transaction
+from tacso_shared.envelope import parse_envelope
+
+Payload = Callable[..., dict[str, Any]]
+Create = Callable[..., dict[str, Any]]
+
+
+def _outbox_rows(events: Events) -> list[sa.Row[Any]]:
+    with events.engine.connect() as conn:
+        return list(conn.execute(sa.select(outbox).order_by(outbox.c.created_at)))
+
+
+def test_a_published_event_writes_one_valid_message(
+    client: FlaskClient,
+    admin: dict[str, str],
+    payload: Payload,
+    events: Events,
+    organisers: dict[str, Organisation],
+) -> None:
+    response = client.post(
+        "/api/v1/events",
+        json=payload(online_url="https://meet.example.org/tacso"),
+        headers={**admin, "X-Correlation-ID": "corr-123"},
+    )
+    assert response.status_code == 201
+    event = response.get_json()
+
+    rows = _outbox_rows(events)
+
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.message_type == EVENT_PUBLISHED
+    assert row.routing_key == "event.published.BA"
+    assert row.correlation_id == "corr-123"
+    assert row.published_at is None
+    envelope = parse_envelope(row.body)
+    assert envelope.id == row.id
+    assert envelope.type == EVENT_PUBLISHED
+    assert envelope.source == "/tacso/events"
+    assert envelope.subject == event["id"]
+    assert envelope.correlationid == "corr-123"
+    data = load_data(envelope)
+    centre = organisers["ba_centre"]
+    assert data["event_id"] == event["id"]
+    assert data["revision"] == 1
+    assert data["title"] == event["title"]
+    assert data["description"] == event["description"]
+    assert data["type"] == "conference"
+    assert data["country"] == "BA"
+    assert data["topics"] == ["advocacy", "human-rights"]
+    assert data["starts_at"].isoformat() == event["starts_at"]
+    assert data["ends_at"].isoformat() == event["ends_at"]
+    assert data["venue"] == event["venue"]
+    assert data["online_url"] == "https://meet.example.org/tacso"
+    assert data["capacity"] == 120
+    assert data["organiser_id"] == centre.id
+    assert data["organiser_name"] == centre.name
+    assert data["organiser_email"] == centre.email
+    assert data["url"] == event["url"]
+    assert set(envelope.data) == set(data)
+
+
+def test_a_draft_writes_no_message_until_published(
+    client: FlaskClient, admin: dict[str, str], create_event: Create, events: Events
+) -> None:
+    draft = create_event(status="draft")
+    assert _outbox_rows(events) == []
+
+    assert client.post(f"/api/v1/events/{draft['id']}/publish", headers=admin).status_code == 200
+    rows = _outbox_rows(events)
+    assert len(rows) == 1
+    assert rows[0].routing_key == "event.published.BA"
+    data = load_data(parse_envelope(rows[0].body))
+    assert (data["event_id"], data["revision"]) == (draft["id"], 1)
+
+    assert client.post(f"/api/v1/events/{draft['id']}/publish", headers=admin).status_code == 409
+    assert len(_outbox_rows(events)) == 1
+
+
+def test_rejected_requests_write_nothing(
+    client: FlaskClient, admin: dict[str, str], payload: Payload, events: Events
+) -> None:
+    client.post("/api/v1/events", json=payload(country="RS"), headers=admin)
+    client.post("/api/v1/events", json=payload(title=""), headers=admin)
+
+    assert _outbox_rows(events) == []
+    with events.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(Event)).scalar_one() == 0
+
+
+def test_an_event_and_its_message_roll_back_together(events: Events, payload: Payload) -> None:
+    data = EventCreateSchema().load(payload())
+    with pytest.raises(RuntimeError), transaction(events.sessions) as session:
+        operations.create_event(session, data, events.registry, "https://x.example.org")
+        raise RuntimeError("something later in the transaction failed")
+
+    assert _outbox_rows(events) == []
+    with events.sessions() as session:
+        assert operations.list_events(session, operations.EventFilter()).total == 0
+
+
+def test_operations_publish_refuses_unknown_and_published_events(
+    events: Events, payload: Payload
+) -> None:
+    with pytest.raises(operations.EventNotFound), transaction(events.sessions) as session:
+        operations.publish_event(session, "missing", "https://x.example.org")
+    with transaction(events.sessions) as session:
+        data = EventCreateSchema().load(payload())
+        event = operations.create_event(session, data, events.registry, "https://x.example.org")
+    with pytest.raises(operations.AlreadyPublished), transaction(events.sessions) as session:
+        operations.publish_event(session, event.id, "https://x.example.org")
+    assert len(_outbox_rows(events)) == 1
+
+
+def test_check_organiser_reasons(organisers: dict[str, Organisation]) -> None:
+    centre, office, cso = organisers["ba_centre"], organisers["rs_office"], organisers["ba_cso"]
+
+    assert operations.check_organiser(centre, "BA") is centre
+    assert operations.check_organiser(office, "RS") is office
+    with pytest.raises(operations.InvalidOrganiser, match=r"^No such organisation\.$"):
+        operations.check_organiser(None, "BA")
+    with pytest.raises(operations.InvalidOrganiser, match="resource centre or TACSO office"):
+        operations.check_organiser(cso, "BA")
+    with pytest.raises(operations.InvalidOrganiser, match=r"belongs to RS, not BA\."):
+        operations.check_organiser(office, "BA")

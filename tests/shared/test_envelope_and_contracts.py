@@ -1,0 +1,77 @@
+"""The envelope and the message contracts: what goes on the wire and what is refused."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tacso_shared.contracts import EVENT_PUBLISHED, dump_data, load_data
+from tacso_shared.envelope import Envelope, PoisonMessage, parse_envelope
+
+
+def event_data(**over: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "event_id": "e1",
+        "revision": 1,
+        "title": "NGO EXPO",
+        "description": None,
+        "type": "expo",
+        "country": "BA",
+        "topics": ["youth"],
+        "starts_at": datetime(2026, 5, 1, 8, tzinfo=UTC),
+        "ends_at": datetime(2026, 5, 1, 16, tzinfo=UTC),
+        "venue": {"name": "Skenderija", "address": None, "city": "Sarajevo"},
+        "online_url": None,
+        "capacity": 500,
+        "organiser_id": "o1",
+        "organiser_name": "VESTA",
+        "organiser_email": None,
+        "url": "http://localhost:5002/api/v1/events/e1",
+    }
+    data.update(over)
+    return data
+
+
+class TestEnvelope:
+    def test_round_trips_with_cloudevents_attributes(self) -> None:
+        env = Envelope(
+            type=EVENT_PUBLISHED,
+            source="/t",
+            data=dump_data(EVENT_PUBLISHED, event_data()),
+            correlationid="c-1",
+        )
+        wire = json.loads(env.to_json())
+        assert {"specversion", "id", "source", "type", "time", "datacontenttype", "data"} <= set(
+            wire
+        )
+        assert wire["specversion"] == "1.0" and wire["correlationid"] == "c-1"
+        back = parse_envelope(env.to_json().encode())
+        assert back.id == env.id and back.time == env.time and back.data == env.data
+        assert load_data(back)["starts_at"] == datetime(2026, 5, 1, 8, tzinfo=UTC)
+
+    @pytest.mark.parametrize(
+        "body",
+        [b"not json", b"[1, 2]", b'{"specversion": "1.0"}', '{"id": "\u00e9"'.encode("latin-1")],
+    )
+    def test_undecodable_or_incomplete_bodies_are_poison(self, body: bytes) -> None:
+        with pytest.raises(PoisonMessage):
+            parse_envelope(body)
+
+
+class TestContracts:
+    def test_unknown_type_is_poison(self) -> None:
+        with pytest.raises(PoisonMessage, match="unknown message type"):
+            load_data(Envelope(type="org.tacso.nope.v1", source="/t", data={}))
+
+    def test_data_that_breaks_the_schema_is_poison(self) -> None:
+        bad = dump_data(EVENT_PUBLISHED, event_data())
+        bad["country"] = "FR"
+        with pytest.raises(PoisonMessage, match="country"):
+            load_data(Envelope(type=EVENT_PUBLISHED, source="/t", data=bad))
+
+    def test_outgoing_data_is_checked_before_it_is_stored(self) -> None:
+        with pytest.raises(ValueError, match="revision"):
+            dump_data(EVENT_PUBLISHED, event_data(revision=0))

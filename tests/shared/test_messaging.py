@@ -1,0 +1,201 @@
+"""Outbox relay and consumer base against the real RabbitMQ."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+import sqlalchemy as sa
+from kombu import Connection
+
+from support.waiting import wait_until
+from tacso_shared.consumer import QueueWorker, TransientError
+from tacso_shared.contracts import ORGANISATION_REGISTERED
+from tacso_shared.db import make_engine
+from tacso_shared.envelope import Envelope
+from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage
+from tacso_shared.outbox import OutboxRelay, enqueue, outbox_table
+from tacso_shared.topology import WorkQueue, declare_topology
+
+
+def org_envelope(n: int, country: str = "BA") -> Envelope:
+    return Envelope(
+        type=ORGANISATION_REGISTERED,
+        source="/test",
+        data={
+            "organisation_id": f"org-{n}",
+            "name": f"Org {n}",
+            "kind": "cso",
+            "country": country,
+            "email": f"org{n}@example.org",
+            "language": "bs",
+            "topics": ["youth"],
+        },
+    )
+
+
+def depth(amqp_url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        count: int = connection.channel().queue_declare(queue, passive=True).method.message_count
+        return count
+    finally:
+        connection.close()
+
+
+def get_one(amqp_url: str, queue: str) -> tuple[Any, bytes]:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        method, props, body = connection.channel().basic_get(queue, auto_ack=True)
+        assert method is not None, f"{queue} is empty"
+        return props, body
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def work_queue(request: pytest.FixtureRequest) -> WorkQueue:
+    return WorkQueue(f"test.{request.node.name[:60]}", ("organisation.registered.*",))
+
+
+class TestOutboxRelay:
+    def test_publishes_pending_rows_in_a_batch_and_marks_them_published(
+        self, tmp_path: Path, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (1,), [work_queue])
+        engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        metadata = sa.MetaData()
+        table = outbox_table(metadata)
+        metadata.create_all(engine)
+        with engine.begin() as conn, sa.orm.Session(bind=conn) as session:
+            for n in range(250):
+                enqueue(session, table, org_envelope(n))
+            session.flush()
+        relay = OutboxRelay(engine, table, amqp_url, batch_size=100)
+        assert relay.pending_count() == 250
+        assert relay.run_once() == 100
+        assert relay.run_once() == 100
+        assert relay.run_once() == 50
+        assert relay.pending_count() == 0
+        wait_until(lambda: depth(amqp_url, work_queue.name) == 250, timeout=10)
+        props, body = get_one(amqp_url, work_queue.name)
+        assert props.delivery_mode == 2 and props.content_type == "application/json"
+        assert props.message_id and props.message_id in body.decode()
+
+    def test_rows_stay_pending_while_the_broker_is_unreachable(self, tmp_path: Path) -> None:
+        engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        metadata = sa.MetaData()
+        table = outbox_table(metadata)
+        metadata.create_all(engine)
+        with engine.begin() as conn, sa.orm.Session(bind=conn) as session:
+            enqueue(session, table, org_envelope(1))
+            session.flush()
+        # Port 9 (discard) has no AMQP server on it on this machine.
+        relay = OutboxRelay(engine, table, "amqp://guest:guest@127.0.0.1:9//", batch_size=10)
+        assert relay.run_once() == 0
+        assert relay.pending_count() == 1
+        assert relay.last_error
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(table.c.attempts)).scalar_one() == 1
+
+
+class _Recorder:
+    def __init__(self, fail_times: int = 0, always_fail: bool = False) -> None:
+        self.calls: list[str] = []
+        self.fail_times = fail_times
+        self.always_fail = always_fail
+        self.lock = threading.Lock()
+
+    def __call__(self, envelope: Envelope, data: dict[str, Any]) -> None:
+        with self.lock:
+            self.calls.append(envelope.id)
+            if self.always_fail or len(self.calls) <= self.fail_times:
+                raise TransientError("registry down")
+
+
+@pytest.fixture
+def run_worker(amqp_url: str) -> Iterator[Any]:
+    workers: list[tuple[QueueWorker, threading.Thread]] = []
+
+    def start(work_queue: WorkQueue, handler: Any, delays: tuple[int, ...] = (1, 1)) -> QueueWorker:
+        worker = QueueWorker(amqp_url, work_queue, handler, retry_delays=delays)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        workers.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in workers:
+        worker.stop()
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "the worker stops when asked"
+
+
+def publish(amqp_url: str, work_queue: WorkQueue, *messages: OutgoingMessage) -> None:
+    with Connection(amqp_url) as conn:
+        declare_topology(conn, (1,), [work_queue])
+        confirmed = ConfirmingPublisher(conn).publish_batch(messages)
+        assert len(confirmed) == len(messages)
+
+
+def message(envelope: Envelope, body: bytes | None = None) -> OutgoingMessage:
+    return OutgoingMessage(
+        message_id=envelope.id,
+        message_type=envelope.type,
+        routing_key="organisation.registered.BA",
+        body=body if body is not None else envelope.to_json().encode(),
+    )
+
+
+class TestQueueWorker:
+    def test_a_valid_message_reaches_the_handler_and_is_acked(
+        self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
+    ) -> None:
+        handler = _Recorder()
+        run_worker(work_queue, handler)
+        env = org_envelope(1)
+        publish(amqp_url, work_queue, message(env))
+        wait_until(lambda: handler.calls == [env.id], timeout=10)
+        wait_until(lambda: depth(amqp_url, work_queue.name) == 0, timeout=10)
+
+    def test_poison_goes_to_the_dead_letter_queue_with_its_reason_and_work_goes_on(
+        self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
+    ) -> None:
+        handler = _Recorder()
+        run_worker(work_queue, handler)
+        bad = org_envelope(2)
+        wrong = Envelope(type=ORGANISATION_REGISTERED, source="/t", data={"name": "no id"})
+        good = org_envelope(3)
+        publish(amqp_url, work_queue, message(bad, b"{not json"), message(wrong), message(good))
+        wait_until(lambda: handler.calls == [good.id], timeout=10)
+        wait_until(lambda: depth(amqp_url, work_queue.dead_letter_name) == 2, timeout=10)
+        props, body = get_one(amqp_url, work_queue.dead_letter_name)
+        assert body == b"{not json"
+        assert "not JSON" in props.headers["x-tacso-reason"]
+
+    def test_a_transient_failure_is_retried_after_a_delay(
+        self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
+    ) -> None:
+        handler = _Recorder(fail_times=2)
+        run_worker(work_queue, handler)
+        env = org_envelope(4)
+        publish(amqp_url, work_queue, message(env))
+        wait_until(lambda: len(handler.calls) == 3, timeout=15)
+        assert set(handler.calls) == {env.id}
+        assert depth(amqp_url, work_queue.dead_letter_name) == 0
+
+    def test_a_message_that_keeps_failing_is_dead_lettered_after_the_last_delay(
+        self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
+    ) -> None:
+        handler = _Recorder(always_fail=True)
+        run_worker(work_queue, handler, (1, 1))
+        publish(amqp_url, work_queue, message(org_envelope(5)))
+        wait_until(lambda: depth(amqp_url, work_queue.dead_letter_name) == 1, timeout=20)
+        assert len(handler.calls) == 3
+        props, _ = get_one(amqp_url, work_queue.dead_letter_name)
+        assert "gave up after 3 attempts" in props.headers["x-tacso-reason"]
