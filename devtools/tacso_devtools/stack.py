@@ -24,7 +24,8 @@ DEFAULT_KEY = "dev-admin-key"
 
 
 def _python(*args: str) -> str:
-    return " ".join(shlex.quote(a) for a in (sys.executable, "-m", *args))
+    # exec: the process itself gets honcho's SIGTERM (not a shell around it) and exits cleanly.
+    return "exec " + " ".join(shlex.quote(a) for a in (sys.executable, "-m", *args))
 
 
 #: The processes of the local stack: name -> command. Compose runs the same commands.
