@@ -32,9 +32,9 @@ from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
 from tacso_shared.topology import (
     DEAD_LETTER_EXCHANGE,
     DEFAULT_RETRY_DELAYS,
-    RETRY_EXCHANGE,
     WorkQueue,
     declare_topology,
+    retry_queue_name,
 )
 
 log = logging.getLogger(__name__)
@@ -46,38 +46,62 @@ Handler = Callable[[Envelope, dict[str, Any]], None]
 
 
 class TransientError(Exception):
-    """Handling failed for a reason that may pass (a service or server down): try again later."""
+    """Handling failed for a reason that may pass (a service or server down): try again later.
+
+    ``progress=True`` says the handler got some of its work done first; the retry schedule then
+    starts again from its first delay instead of moving towards dead-lettering.
+    """
+
+    def __init__(self, reason: str, progress: bool = False) -> None:
+        super().__init__(reason)
+        self.progress = progress
+
+
+class Requeue(Exception):
+    """The handler stopped early (shutdown), its work safe: hand the message back, no penalty."""
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    message: Message
+    work_queue: WorkQueue
 
 
 @dataclass(frozen=True)
 class _Outcome:
-    message: Message
-    action: str  # "ack", "retry" or "dead"
+    delivery: _Delivery
+    action: str  # "ack", "retry", "requeue" or "dead"
     reason: str = ""
+    progress: bool = False
 
 
 class QueueWorker:
-    """Consumes one work queue with a plain handler function, until :meth:`stop` is called."""
+    """Consumes work queues with a plain handler function, until :meth:`stop` is called."""
 
     def __init__(
         self,
         amqp_url: str,
-        work_queue: WorkQueue,
+        work_queues: WorkQueue | Sequence[WorkQueue],
         handler: Handler,
         retry_delays: Sequence[int] = DEFAULT_RETRY_DELAYS,
         prefetch: int = 10,
         heartbeat: int = 30,
         shutdown_timeout: float = 8.0,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.amqp_url = amqp_url
-        self.work_queue = work_queue
+        self.work_queues = (
+            [work_queues] if isinstance(work_queues, WorkQueue) else list(work_queues)
+        )
+        self.label = ",".join(q.name for q in self.work_queues)
         self.handler = handler
         self.retry_delays = tuple(retry_delays)
         self.prefetch = prefetch
         self.heartbeat = heartbeat
         self.shutdown_timeout = shutdown_timeout
-        self.stopping = threading.Event()
-        self._inbox: queue.Queue[Message | None] = queue.Queue()
+        #: Set by :meth:`stop`; handlers may watch it to finish early and :class:`Requeue`.
+        self.stopping = stopping or threading.Event()
+        self._inbox: queue.Queue[_Delivery | None] = queue.Queue()
         self._outcomes: queue.Queue[_Outcome] = queue.Queue()
         self._busy = threading.Event()
         self._thread = threading.Thread(target=self._work, name="handler", daemon=True)
@@ -85,59 +109,73 @@ class QueueWorker:
     # ---- handler thread -------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            message = self._inbox.get()
-            if message is None:
+            delivery = self._inbox.get()
+            if delivery is None:
                 return
             self._busy.set()
             try:
-                self._outcomes.put(self._handle(message))
+                self._outcomes.put(self._handle(delivery))
             finally:
                 self._busy.clear()
 
-    def _handle(self, message: Message) -> _Outcome:
+    def _handle(self, delivery: _Delivery) -> _Outcome:
+        name = delivery.work_queue.name
         try:
-            envelope = parse_envelope(message.body)
+            envelope = parse_envelope(delivery.message.body)
             data = load_data(envelope)
         except PoisonMessage as exc:
-            return _Outcome(message, "dead", str(exc))
+            return _Outcome(delivery, "dead", str(exc))
         try:
             self.handler(envelope, data)
         except PoisonMessage as exc:
-            return _Outcome(message, "dead", str(exc))
+            return _Outcome(delivery, "dead", str(exc))
         except TransientError as exc:
-            log.warning("%s: %s failed, will retry: %s", self.work_queue.name, envelope.id, exc)
-            return _Outcome(message, "retry", str(exc))
+            log.warning("%s: %s failed, will retry: %s", name, envelope.id, exc)
+            return _Outcome(delivery, "retry", str(exc), exc.progress)
+        except Requeue as exc:
+            log.info("%s: %s handed back: %s", name, envelope.id, exc)
+            return _Outcome(delivery, "requeue", str(exc))
         except Exception as exc:
-            log.exception("%s: %s failed unexpectedly", self.work_queue.name, envelope.id)
-            return _Outcome(message, "retry", f"{type(exc).__name__}: {exc}")
-        return _Outcome(message, "ack")
+            log.exception("%s: %s failed unexpectedly", name, envelope.id)
+            return _Outcome(delivery, "retry", f"{type(exc).__name__}: {exc}")
+        return _Outcome(delivery, "ack")
 
     # ---- connection thread ----------------------------------------------------------------
-    def _on_message(self, message: Message) -> None:
-        self._inbox.put(message)
+    def _receiver(self, work_queue: WorkQueue) -> Callable[[Message], None]:
+        def on_message(message: Message) -> None:
+            self._inbox.put(_Delivery(message, work_queue))
+
+        return on_message
 
     def _settle(self, outcome: _Outcome, publisher: ConfirmingPublisher) -> None:
-        message = outcome.message
+        message = outcome.delivery.message
+        work_queue = outcome.delivery.work_queue
         if outcome.action == "ack":
             message.ack()
             return
         headers = dict(message.headers or {})
         attempt = int(headers.get(ATTEMPT_HEADER, 1))
-        if outcome.action == "retry" and attempt <= len(self.retry_delays):
+        if outcome.progress:
+            attempt = 1
+        if outcome.action == "requeue":
+            # Back after the shortest delay, same attempt count: shutting down is no failure.
+            target = (retry_queue_name(self.retry_delays[0]), work_queue.name)
+        elif outcome.action == "retry" and attempt <= len(self.retry_delays):
             delay = self.retry_delays[attempt - 1]
             headers[ATTEMPT_HEADER] = attempt + 1
-            target = (RETRY_EXCHANGE.name, self.work_queue.retry_name(delay))
+            target = (retry_queue_name(delay), work_queue.name)
         else:
             if outcome.action == "retry":
                 outcome = _Outcome(
-                    message, "dead", f"gave up after {attempt} attempts: {outcome.reason}"
+                    outcome.delivery, "dead", f"gave up after {attempt} attempts: {outcome.reason}"
                 )
             headers[REASON_HEADER] = outcome.reason[:1000]
             headers["x-tacso-dead-lettered-at"] = datetime.now(UTC).isoformat()
-            target = (DEAD_LETTER_EXCHANGE.name, self.work_queue.name)
+            headers["x-tacso-queue"] = work_queue.name
+            target = (DEAD_LETTER_EXCHANGE.name, work_queue.dead_letter_name)
             log.error(
                 "%s: dead-lettering %s: %s",
-                self.work_queue.name,
+                work_queue.name,
                 message.properties.get("message_id"),
                 outcome.reason,
             )
@@ -173,13 +211,13 @@ class QueueWorker:
             connection = connect(self.amqp_url, heartbeat=self.heartbeat)
             try:
                 connection.ensure_connection(max_retries=1)
-                declare_topology(connection, self.retry_delays, [self.work_queue])
+                declare_topology(connection, self.retry_delays, self.work_queues)
                 self._consume(connection)
                 backoff = 0.5
             except (OSError, connection.connection_errors, connection.channel_errors) as exc:
                 log.warning(
                     "%s: broker connection lost (%s); reconnecting in %.1fs",
-                    self.work_queue.name,
+                    self.label,
                     exc,
                     backoff,
                 )
@@ -212,15 +250,19 @@ class QueueWorker:
     def _consume(self, connection: Connection) -> None:
         channel = connection.channel()
         publisher = ConfirmingPublisher(connection)
-        consumer = Consumer(
-            channel,
-            queues=[self.work_queue.queue()],
-            on_message=self._on_message,
-            prefetch_count=self.prefetch,
-            auto_declare=False,
-        )
-        consumer.consume()
-        log.info("%s: consuming", self.work_queue.name)
+        channel.basic_qos(0, self.prefetch, False)
+        consumers = [
+            Consumer(
+                channel,
+                queues=[work_queue.queue()],
+                on_message=self._receiver(work_queue),
+                auto_declare=False,
+            )
+            for work_queue in self.work_queues
+        ]
+        for consumer in consumers:
+            consumer.consume()
+        log.info("%s: consuming", self.label)
         try:
             while not self.stopping.is_set():
                 self._drain_outcomes(publisher)
@@ -229,22 +271,23 @@ class QueueWorker:
                     connection.drain_events(timeout=0.05 if busy else 0.5)
                 except TimeoutError:
                     connection.heartbeat_check()
-            self._shutdown(connection, consumer, publisher)
+            self._shutdown(connection, consumers, publisher)
         finally:
             publisher.close()
 
     def _shutdown(
-        self, connection: Connection, consumer: Consumer, publisher: ConfirmingPublisher
+        self, connection: Connection, consumers: list[Consumer], publisher: ConfirmingPublisher
     ) -> None:
         """Stop taking messages, give back the unstarted ones, settle the one in flight."""
-        consumer.cancel()
+        for consumer in consumers:
+            consumer.cancel()
         while True:
             try:
-                message = self._inbox.get_nowait()
+                unstarted = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            if message is not None:
-                message.reject(requeue=True)
+            if unstarted is not None:
+                unstarted.message.reject(requeue=True)
         deadline = time.monotonic() + self.shutdown_timeout
         while self._busy.is_set() and time.monotonic() < deadline:
             try:

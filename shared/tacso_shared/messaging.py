@@ -15,7 +15,7 @@ from kombu import Connection
 log = logging.getLogger(__name__)
 
 
-class PublishError(Exception):
+class PublishError(ConnectionError):
     """The broker did not take responsibility for a message (nack, unroutable, timeout)."""
 
 

@@ -1,17 +1,19 @@
 """Every exchange, queue, binding, retry and dead-letter queue, declared in one place.
 
 - ``tacso`` (topic): all integration messages; routing keys are ``<what>.<action>.<country>``.
-- ``tacso.retry`` (direct): a failed message is re-published here with routing key
-  ``<queue>.retry.<delay>s``; the matching retry queue holds it for ``delay`` seconds and then
-  dead-letters it back to ``<queue>`` through the default exchange.
 - ``tacso.unrouted`` (fanout, the alternate exchange of ``tacso``): a message that no queue is
   bound for yet (``organisation.registered`` before anyone subscribes to it) is kept in the bounded
   ``tacso.unrouted`` queue instead of being dropped.
-- ``tacso.dlx`` (direct): a message that can never succeed goes to ``<queue>.dead``, routing key
-  ``<queue>``, with the reason in its headers.
+- Work queues come in families, one queue per country (``notify.invitations.BA`` is bound to
+  ``event.published.BA``), so a worker can consume all countries or a subset; the queues of a
+  family share one dead-letter queue (``notify.invitations.dead``).
+- ``tacso.retry.<n>s`` (topic exchange + queue with a TTL of ``n`` seconds): a message whose
+  handling failed for a passing reason waits there, then returns to its work queue.
+- ``tacso.dlx`` (direct): a message that can never succeed goes to its family's dead-letter
+  queue with the reason in its headers.
 
-Work queues are durable quorum queues with a delivery limit, so a message that crashes its consumer
-over and over ends in the dead-letter queue instead of looping forever.
+Work queues are durable quorum queues with a delivery limit, so a message that crashes its
+consumer over and over ends in the dead-letter queue instead of looping forever.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kombu import Connection, Exchange, Queue, binding
+
+from tacso_shared.vocabulary import COUNTRIES
 
 #: Messages no queue is bound for (yet) land here instead of being dropped or returned.
 UNROUTED_EXCHANGE = Exchange("tacso.unrouted", type="fanout", durable=True)
@@ -35,7 +39,6 @@ EXCHANGE = Exchange(
     durable=True,
     arguments={"alternate-exchange": UNROUTED_EXCHANGE.name},
 )
-RETRY_EXCHANGE = Exchange("tacso.retry", type="direct", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("tacso.dlx", type="direct", durable=True)
 
 #: Seconds between attempts of a message whose handling failed for a transient reason.
@@ -45,21 +48,20 @@ DEFAULT_DELIVERY_LIMIT = 20
 
 @dataclass(frozen=True)
 class WorkQueue:
-    """A consumer's durable queue, with its bindings, retry queues and dead-letter queue."""
+    """A consumer's durable queue, with its bindings and the dead-letter queue it shares."""
 
     name: str
     routing_keys: tuple[str, ...]
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    #: Several work queues of one family (one per country) share a dead-letter queue.
+    dead_letter: str | None = None
 
     @property
     def dead_letter_name(self) -> str:
-        return f"{self.name}.dead"
-
-    def retry_name(self, delay: int) -> str:
-        return f"{self.name}.retry.{delay}s"
+        return self.dead_letter or f"{self.name}.dead"
 
     def queue(self) -> Queue:
-        """The work queue itself: quorum, durable, dead-lettering to ``<name>.dead``."""
+        """The work queue itself: quorum, durable, dead-lettering to its dead-letter queue."""
         return Queue(
             self.name,
             bindings=[binding(EXCHANGE, routing_key=key) for key in self.routing_keys],
@@ -68,7 +70,7 @@ class WorkQueue:
                 "x-queue-type": "quorum",
                 "x-delivery-limit": self.delivery_limit,
                 "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
-                "x-dead-letter-routing-key": self.name,
+                "x-dead-letter-routing-key": self.dead_letter_name,
             },
         )
 
@@ -76,38 +78,68 @@ class WorkQueue:
         return Queue(
             self.dead_letter_name,
             exchange=DEAD_LETTER_EXCHANGE,
-            routing_key=self.name,
+            routing_key=self.dead_letter_name,
             durable=True,
             queue_arguments={"x-queue-type": "quorum"},
         )
 
-    def retry_queue(self, delay: int) -> Queue:
-        """Holds a message ``delay`` seconds, then hands it back to the work queue."""
-        return Queue(
-            self.retry_name(delay),
-            exchange=RETRY_EXCHANGE,
-            routing_key=self.retry_name(delay),
-            durable=True,
-            queue_arguments={
-                "x-message-ttl": delay * 1000,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self.name,
-            },
+    def all_queues(self) -> list[Queue]:
+        return [self.queue(), self.dead_letter_queue()]
+
+
+def retry_queue_name(delay: int) -> str:
+    """The queue that holds messages ``delay`` seconds before their next attempt."""
+    return f"tacso.retry.{delay}s"
+
+
+def retry_queue(delay: int) -> Queue:
+    """Holds a message ``delay`` seconds, then hands it back to the queue its routing key names.
+
+    A worker re-publishes a failed message to the exchange ``tacso.retry.<delay>s`` with the
+    work queue's name as routing key. The retry queue has a TTL and dead-letters through the
+    default exchange without a routing key of its own, so the message keeps that key and lands
+    back in its work queue. One retry queue per delay serves every work queue.
+    """
+    return Queue(
+        retry_queue_name(delay),
+        exchange=Exchange(retry_queue_name(delay), type="topic", durable=True),
+        routing_key="#",
+        durable=True,
+        queue_arguments={"x-message-ttl": delay * 1000, "x-dead-letter-exchange": ""},
+    )
+
+
+@dataclass(frozen=True)
+class QueueFamily:
+    """One kind of work, with a queue per country so a worker can take a subset of countries."""
+
+    base: str
+    routing_key_prefix: str
+
+    @property
+    def dead_letter_name(self) -> str:
+        return f"{self.base}.dead"
+
+    def queue_for(self, country: str) -> WorkQueue:
+        return WorkQueue(
+            f"{self.base}.{country}",
+            (f"{self.routing_key_prefix}.{country}",),
+            dead_letter=self.dead_letter_name,
         )
 
-    def all_queues(self, retry_delays: Iterable[int]) -> list[Queue]:
-        return [
-            self.queue(),
-            self.dead_letter_queue(),
-            *(self.retry_queue(d) for d in retry_delays),
-        ]
+    def queues(self, countries: Iterable[str] | None = None) -> list[WorkQueue]:
+        """The family's work queues for ``countries`` (all countries if ``None``)."""
+        return [self.queue_for(c) for c in (sorted(COUNTRIES) if countries is None else countries)]
 
 
-INVITATIONS = WorkQueue("notify.invitations", ("event.published.*",))
-PRESS_NOTICES = WorkQueue("notify.press_notices", ("event.published.*",))
+INVITATIONS = QueueFamily("notify.invitations", "event.published")
+PRESS_NOTICES = QueueFamily("notify.press_notices", "event.published")
 
-#: Every work queue of the system, by the short name a worker is started with.
-WORK_QUEUES: dict[str, WorkQueue] = {"invitations": INVITATIONS, "press_notices": PRESS_NOTICES}
+#: Every kind of work of the system, by the short name a worker is started with.
+QUEUE_FAMILIES: dict[str, QueueFamily] = {
+    "invitations": INVITATIONS,
+    "press_notices": PRESS_NOTICES,
+}
 
 
 def declare_topology(
@@ -122,11 +154,17 @@ def declare_topology(
     """
     channel = connection.channel()
     try:
-        for exchange in (UNROUTED_EXCHANGE, EXCHANGE, RETRY_EXCHANGE, DEAD_LETTER_EXCHANGE):
+        for exchange in (UNROUTED_EXCHANGE, EXCHANGE, DEAD_LETTER_EXCHANGE):
             exchange(channel).declare()
         UNROUTED_QUEUE(channel).declare()
-        for work_queue in WORK_QUEUES.values() if work_queues is None else work_queues:
-            for queue in work_queue.all_queues(retry_delays):
+        if work_queues is None:
+            work_queues = [q for family in QUEUE_FAMILIES.values() for q in family.queues()]
+        for work_queue in work_queues:
+            for queue in work_queue.all_queues():
                 queue(channel).declare()
+        for delay in retry_delays:
+            queue = retry_queue(delay)
+            queue.exchange(channel).declare()
+            queue(channel).declare()
     finally:
         channel.close()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,11 @@ from tacso_notify.handlers import Dependencies, make_handler
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.mailer import SmtpMailer, SmtpSettings
 from tacso_notify.rendering import MessageKind, Sender
+from tacso_notify.sending import SenderPool
 from tacso_shared.config import CommonSettings, ConfigError, env_bool, env_float, env_int, env_str
 from tacso_shared.consumer import QueueWorker
 from tacso_shared.db import make_engine, make_session_factory, migrate
-from tacso_shared.topology import DEFAULT_RETRY_DELAYS, WORK_QUEUES
+from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QUEUE_FAMILIES
 
 SERVICE = "notify"
 DEFAULT_PORT = 5003
@@ -41,6 +43,9 @@ class NotifySettings:
     registry_url: str
     retry_delays: tuple[int, ...]
     prefetch: int
+    smtp_connections: int
+    smtp_rate_limit: float
+    lease_seconds: float
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> NotifySettings:
@@ -71,6 +76,9 @@ class NotifySettings:
             registry_url=env_str(env, "REGISTRY_URL", "http://localhost:5001"),
             retry_delays=delays or DEFAULT_RETRY_DELAYS,
             prefetch=env_int(env, "WORKER_PREFETCH", 10),
+            smtp_connections=env_int(env, "SMTP_CONNECTIONS", 4),
+            smtp_rate_limit=env_float(env, "SMTP_RATE_LIMIT", 0.0),
+            lease_seconds=env_float(env, "DELIVERY_LEASE_SECONDS", 60.0),
         )
 
 
@@ -83,24 +91,53 @@ class Notify:
     sessions: sessionmaker[Session]
     ledger: DeliveryLedger
 
-    def worker(self, queue: str) -> QueueWorker:
-        """A worker for one work queue (``invitations`` or ``press_notices``)."""
+    def worker(self, queue: str, countries: Sequence[str] | None = None) -> NotifyWorker:
+        """A worker for one kind of mail (``invitations`` or ``press_notices``), all countries
+        or only ``countries``."""
+        settings = self.settings
+        pool = SenderPool(
+            lambda: SmtpMailer(settings.smtp),
+            connections=settings.smtp_connections,
+            rate_per_second=settings.smtp_rate_limit,
+        )
+        stopping = threading.Event()
         deps = Dependencies(
             ledger=self.ledger,
-            directory=RegistryDirectory(
-                self.settings.registry_url, self.settings.common.admin_api_key
-            ),
-            mailer=SmtpMailer(self.settings.smtp),
-            sender=self.settings.sender,
-            domain=self.settings.sender.address.rpartition("@")[2] or "tacso.local",
+            directory=RegistryDirectory(settings.registry_url, settings.common.admin_api_key),
+            pool=pool,
+            sender=settings.sender,
+            domain=settings.sender.address.rpartition("@")[2] or "tacso.local",
+            lease_seconds=settings.lease_seconds,
+            stopping=stopping,
         )
-        return QueueWorker(
-            self.settings.common.amqp_url,
-            WORK_QUEUES[queue],
+        consumer = QueueWorker(
+            settings.common.amqp_url,
+            QUEUE_FAMILIES[queue].queues(countries),
             make_handler(QUEUE_KINDS[queue], deps),
-            retry_delays=self.settings.retry_delays,
-            prefetch=self.settings.prefetch,
+            retry_delays=settings.retry_delays,
+            prefetch=settings.prefetch,
+            stopping=stopping,
         )
+        return NotifyWorker(consumer, pool)
+
+
+@dataclass
+class NotifyWorker:
+    """A queue consumer and the SMTP connections it sends through."""
+
+    consumer: QueueWorker
+    pool: SenderPool
+
+    def run(self) -> None:
+        """Consume until stopped, then close the SMTP connections."""
+        try:
+            self.consumer.run()
+        finally:
+            self.pool.close()
+
+    def stop(self) -> None:
+        """Ask the worker to finish (safe from a signal handler)."""
+        self.consumer.stop()
 
 
 def load_settings() -> NotifySettings:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tacso_notify.audience import AudienceUnavailable, Directory
 from tacso_notify.ledger import DeliveryLedger
-from tacso_notify.mailer import Mailer, PermanentSendError, TransientSendError
-from tacso_notify.rendering import MessageKind, Sender, prepare_message
-from tacso_shared.consumer import Handler, TransientError
+from tacso_notify.rendering import MessageKind, PreparedMessage, Recipient, Sender, prepare_message
+from tacso_notify.sending import FAILED, SENT, SKIPPED, TRANSIENT, SenderPool, SendJob, SendResult
+from tacso_shared.consumer import Handler, Requeue, TransientError
 from tacso_shared.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,22 @@ AUDIENCES: dict[MessageKind, Audience] = {
 }
 
 
+class SendingPaused(Exception):
+    """The SMTP server refused for now; what was sent is recorded, the rest is still owed."""
+
+    def __init__(self, reason: str, progress: bool) -> None:
+        super().__init__(reason)
+        self.progress = progress
+
+
+class DeliveriesHeld(Exception):
+    """Some deliveries are leased by another worker (alive, or dead until its lease runs out)."""
+
+
+class Interrupted(Exception):
+    """The worker is shutting down; what was sent is recorded, the rest is still owed."""
+
+
 @dataclass
 class FanOutResult:
     """What one fan-out pass did."""
@@ -49,62 +67,151 @@ class Dependencies:
 
     ledger: DeliveryLedger
     directory: Directory
-    mailer: Mailer
+    pool: SenderPool
     sender: Sender
     domain: str = "tacso.local"
     #: Sent deliveries are written to the ledger at least this often: the window in which a
     #: crash leaves mail sent but recorded as pending (and so sent again after a restart).
     flush_every: int = 50
     flush_seconds: float = 0.5
-    log_every: int = field(default=1000)
+    #: How long a claimed delivery stays reserved for this worker without being renewed.
+    lease_seconds: float = 60.0
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+class _Progress:
+    """Collects send results and writes them to the ledger in small batches."""
+
+    def __init__(self, deps: Dependencies, token: str) -> None:
+        self.deps = deps
+        self.token = token
+        self.result = FanOutResult()
+        self.sent: list[int] = []
+        self.failed: list[tuple[int, str]] = []
+        self.retrying: list[tuple[int, str]] = []
+        self.suppress: list[tuple[str, str]] = []
+        self.transient_reason: str | None = None
+        self.last_flush = self.last_renew = time.monotonic()
+
+    def add(self, result: SendResult, recipient: str) -> None:
+        if result.outcome == SENT:
+            self.sent.append(result.delivery_id)
+        elif result.outcome == FAILED:
+            self.failed.append((result.delivery_id, result.reason))
+            self.suppress.append((recipient, result.reason))
+        elif result.outcome == TRANSIENT:
+            self.retrying.append((result.delivery_id, result.reason))
+            self.transient_reason = self.transient_reason or result.reason
+        if len(self.sent) + len(self.failed) >= self.deps.flush_every or (
+            time.monotonic() - self.last_flush > self.deps.flush_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        self.deps.ledger.record(self.sent, self.failed, self.retrying)
+        self.deps.ledger.suppress(self.suppress)
+        self.result.sent += len(self.sent)
+        self.result.failed += len(self.failed)
+        self.sent, self.failed, self.retrying, self.suppress = [], [], [], []
+        now = self.last_flush = time.monotonic()
+        if now - self.last_renew > self.deps.lease_seconds / 3:
+            self.deps.ledger.renew(self.token)
+            self.last_renew = now
+
+
+def _send_page(
+    event: Mapping[str, Any],
+    kind: MessageKind,
+    page: list[Recipient],
+    prepared: PreparedMessage,
+    deps: Dependencies,
+    progress: _Progress,
+) -> int:
+    """Send the page's owed mail through the pool; return how many another worker holds."""
+    deps.ledger.ensure(event, kind.value, page)
+    by_org = {r.organisation_id: r for r in page}
+    suppressed = deps.ledger.suppressed(r.email for r in page)
+    claimed, held = deps.ledger.claim(
+        event, kind.value, list(by_org), progress.token, deps.lease_seconds
+    )
+    progress.result.skipped += len(page) - len(claimed) - held
+    addresses: dict[int, str] = {}
+    outstanding = 0
+    try:
+        for delivery_id, organisation_id in claimed:
+            recipient = by_org[organisation_id]
+            if recipient.email in suppressed:
+                reason = f"suppressed: {suppressed[recipient.email]}"
+                progress.failed.append((delivery_id, reason))
+                continue
+            if deps.stopping.is_set() or deps.pool.halted:
+                break
+            addresses[delivery_id] = recipient.email
+            message = prepared.for_recipient(recipient)
+            deps.pool.submit(SendJob(delivery_id, deps.sender.address, recipient.email, message))
+            outstanding += 1
+            while (result := deps.pool.poll()) is not None:
+                outstanding -= 1
+                progress.add(result, addresses[result.delivery_id])
+    except BaseException:
+        deps.pool.halt()
+        raise
+    finally:
+        if deps.stopping.is_set():
+            deps.pool.halt()
+        # Every job handed to the pool comes back, so no result leaks into the next fan-out.
+        while outstanding:
+            result = deps.pool.poll(timeout=1.0)
+            if result is not None:
+                outstanding -= 1
+                progress.add(result, addresses[result.delivery_id])
+    return held
 
 
 def fan_out(event: Mapping[str, Any], kind: MessageKind, deps: Dependencies) -> FanOutResult:
-    """Send one mail of ``kind`` to each organisation of the event's audience that has none yet."""
+    """Send one mail of ``kind`` to each organisation of the event's audience that has none yet.
+
+    Raises :class:`SendingPaused` (SMTP said "not now"), :class:`AudienceUnavailable` (registry
+    down), :class:`DeliveriesHeld` (another worker holds some) or :class:`Interrupted` (shutdown)
+    after recording what was done: a later pass sends only what is still owed.
+    """
     audience = AUDIENCES[kind]
     topics = list(event["topics"]) if audience.match_topics else []
     prepared = prepare_message(event, kind, deps.sender, deps.domain)
-    result = FanOutResult()
-    for page in deps.directory.pages(event["country"], audience.organisation_kind, topics):
-        owed = deps.ledger.claim(event, kind.value, page)
-        result.skipped += len(page) - len(owed)
-        sent: list[int] = []
-        failed: list[tuple[int, str]] = []
-        last_flush = time.monotonic()
-        for delivery_id, recipient in owed:
-            try:
-                deps.mailer.send(
-                    deps.sender.address, recipient.email, prepared.for_recipient(recipient)
-                )
-            except PermanentSendError as exc:
-                failed.append((delivery_id, str(exc)))
-            except TransientSendError as exc:
-                deps.ledger.record(sent, failed, retrying=[(delivery_id, str(exc))])
-                raise
-            else:
-                sent.append(delivery_id)
-            if (
-                len(sent) + len(failed) >= deps.flush_every
-                or time.monotonic() - last_flush > deps.flush_seconds
-            ):
-                deps.ledger.record(sent, failed)
-                result.sent += len(sent)
-                result.failed += len(failed)
-                sent, failed, last_flush = [], [], time.monotonic()
-        deps.ledger.record(sent, failed)
-        result.sent += len(sent)
-        result.failed += len(failed)
-    return result
+    progress = _Progress(deps, token=str(uuid.uuid4()))
+    held = 0
+    deps.pool.resume()
+    try:
+        for page in deps.directory.pages(event["country"], audience.organisation_kind, topics):
+            held += _send_page(event, kind, page, prepared, deps, progress)
+            if progress.transient_reason or deps.stopping.is_set():
+                break
+    finally:
+        # Whatever ended the pass (registry gone, shutdown, a bug), what was sent is recorded.
+        progress.flush()
+        deps.ledger.release(progress.token)
+    if progress.transient_reason:
+        raise SendingPaused(progress.transient_reason, progress=progress.result.sent > 0)
+    if deps.stopping.is_set():
+        raise Interrupted(f"shutting down after {progress.result.sent} sent")
+    if held:
+        raise DeliveriesHeld(f"{held} deliveries are held by another worker's lease")
+    return progress.result
 
 
 def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
-    """The consumer-facing handler: fan out, and turn passing failures into a retry."""
+    """The consumer-facing handler: fan out; turn passing failures into a retry."""
 
     def handle(envelope: Envelope, event: dict[str, Any]) -> None:
+        deps.ledger.save_snapshot(event["event_id"], event["revision"], envelope.to_json())
         try:
             result = fan_out(event, kind, deps)
-        except (AudienceUnavailable, TransientSendError) as exc:
+        except SendingPaused as exc:
+            raise TransientError(str(exc), progress=exc.progress) from exc
+        except (AudienceUnavailable, DeliveriesHeld) as exc:
             raise TransientError(str(exc)) from exc
+        except Interrupted as exc:
+            raise Requeue(str(exc)) from exc
         log.info(
             "%s for event %s rev %s (%s): %d sent, %d failed, %d already done",
             kind.value,
@@ -117,3 +224,6 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
         )
 
     return handle
+
+
+__all__ = ["SKIPPED", "Dependencies", "FanOutResult", "fan_out", "make_handler"]

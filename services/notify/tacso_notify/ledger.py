@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from tacso_notify.models import FAILED, PENDING, SENT, Delivery
+from tacso_notify.models import FAILED, PENDING, SENT, Delivery, EventSnapshot, Suppression
 from tacso_notify.rendering import Recipient
 from tacso_shared.db import transaction
 
@@ -29,9 +29,10 @@ class DeliveryFilter:
 DELIVERIES = cast(sa.Table, Delivery.__table__)
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> None:
+def _insert_ignoring_duplicates(
+    session: Session, rows: list[dict[str, Any]], table: sa.Table = DELIVERIES
+) -> None:
     dialect = session.get_bind().dialect.name
-    table = DELIVERIES
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(table).on_conflict_do_nothing(constraint="uq_deliveries_once")
     elif dialect == "sqlite":
@@ -47,14 +48,11 @@ class DeliveryLedger:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def claim(
-        self, event: Mapping[str, Any], kind: str, recipients: Sequence[Recipient]
-    ) -> list[tuple[int, Recipient]]:
-        """Record that each recipient is owed this mail; return those not yet sent or failed."""
+    def ensure(self, event: Mapping[str, Any], kind: str, recipients: Sequence[Recipient]) -> None:
+        """Record that each recipient is owed this mail (rows already there are left alone)."""
         if not recipients:
-            return []
+            return
         now = datetime.now(UTC)
-        by_org = {r.organisation_id: r for r in recipients}
         rows = [
             {
                 "event_id": event["event_id"],
@@ -68,20 +66,67 @@ class DeliveryLedger:
                 "created_at": now,
                 "updated_at": now,
             }
-            for r in by_org.values()
+            for r in {r.organisation_id: r for r in recipients}.values()
         ]
         with transaction(self.sessions) as session:
             _insert_ignoring_duplicates(session, rows)
-            owed = session.execute(
-                sa.select(Delivery.id, Delivery.organisation_id).where(
-                    Delivery.event_id == event["event_id"],
-                    Delivery.revision == event["revision"],
-                    Delivery.kind == kind,
-                    Delivery.status == PENDING,
-                    Delivery.organisation_id.in_(list(by_org)),
-                )
+
+    def claim(
+        self,
+        event: Mapping[str, Any],
+        kind: str,
+        organisation_ids: Sequence[str],
+        token: str,
+        lease_seconds: float,
+    ) -> tuple[list[tuple[int, str]], int]:
+        """Take the pending deliveries of these organisations that no live worker holds.
+
+        Returns ``(claimed, held)``: the (delivery id, organisation id) pairs now held under
+        ``token``, and how many pending ones another worker's unexpired lease still holds.
+        """
+        if not organisation_ids:
+            return [], 0
+        now = datetime.now(UTC)
+        expired = now - timedelta(seconds=lease_seconds)
+        t = DELIVERIES
+        scope = sa.and_(
+            t.c.event_id == event["event_id"],
+            t.c.revision == event["revision"],
+            t.c.kind == kind,
+            t.c.organisation_id.in_(list(organisation_ids)),
+            t.c.status == PENDING,
+        )
+        with transaction(self.sessions) as session:
+            session.execute(
+                t.update()
+                .where(scope, sa.or_(t.c.claimed_at.is_(None), t.c.claimed_at < expired))
+                .values(claim_token=token, claimed_at=now)
+            )
+            rows = session.execute(
+                sa.select(t.c.id, t.c.organisation_id, t.c.claim_token).where(scope)
             ).all()
-        return sorted(((row.id, by_org[row.organisation_id]) for row in owed), key=lambda x: x[0])
+        claimed = sorted((r.id, r.organisation_id) for r in rows if r.claim_token == token)
+        return claimed, len(rows) - len(claimed)
+
+    def renew(self, token: str) -> None:
+        """Extend the lease of the deliveries still held under ``token``."""
+        t = DELIVERIES
+        with transaction(self.sessions) as session:
+            session.execute(
+                t.update()
+                .where(t.c.claim_token == token, t.c.status == PENDING)
+                .values(claimed_at=datetime.now(UTC))
+            )
+
+    def release(self, token: str) -> None:
+        """Give back the deliveries held under ``token`` that were not sent."""
+        t = DELIVERIES
+        with transaction(self.sessions) as session:
+            session.execute(
+                t.update()
+                .where(t.c.claim_token == token, t.c.status == PENDING)
+                .values(claim_token=None, claimed_at=None)
+            )
 
     def record(
         self,
@@ -118,8 +163,83 @@ class DeliveryLedger:
                             updated_at=now,
                             attempts=table.c.attempts + 1,
                             last_error=reason[:2000],
+                            claim_token=None,
+                            claimed_at=None,
                         )
                     )
+
+    # ---- suppression list -----------------------------------------------------------------
+    def suppressed(self, emails: Iterable[str]) -> dict[str, str]:
+        """Which of these addresses are suppressed, with the reason."""
+        emails = list(emails)
+        if not emails:
+            return {}
+        with self.sessions() as session:
+            rows = session.execute(
+                sa.select(Suppression.email, Suppression.reason).where(
+                    Suppression.email.in_(emails)
+                )
+            ).all()
+        return {r.email: r.reason for r in rows}
+
+    def suppress(self, addresses: Iterable[tuple[str, str]]) -> None:
+        """Stop bulk mail to these (address, reason) pairs."""
+        rows = [
+            {"email": email, "reason": reason[:2000], "created_at": datetime.now(UTC)}
+            for email, reason in addresses
+        ]
+        if not rows:
+            return
+        with transaction(self.sessions) as session:
+            _insert_ignoring_duplicates(session, rows, cast(sa.Table, Suppression.__table__))
+
+    def unsuppress(self, emails: Iterable[str]) -> int:
+        """Allow mail to these addresses again; return how many were suppressed."""
+        emails = list(emails)
+        if not emails:
+            return 0
+        with transaction(self.sessions) as session:
+            result = session.execute(sa.delete(Suppression).where(Suppression.email.in_(emails)))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # ---- event snapshots (for operator re-sends) -------------------------------------------
+    def save_snapshot(self, event_id: str, revision: int, envelope_json: str) -> None:
+        """Keep the envelope of an event revision (the first one received is kept)."""
+        row = {
+            "event_id": event_id,
+            "revision": revision,
+            "envelope": envelope_json,
+            "received_at": datetime.now(UTC),
+        }
+        with transaction(self.sessions) as session:
+            _insert_ignoring_duplicates(session, [row], cast(sa.Table, EventSnapshot.__table__))
+
+    def latest_snapshot(self, event_id: str) -> EventSnapshot | None:
+        """The newest revision of an event notify has received, if any."""
+        with self.sessions() as session:
+            return session.scalars(
+                sa.select(EventSnapshot)
+                .where(EventSnapshot.event_id == event_id)
+                .order_by(EventSnapshot.revision.desc())
+                .limit(1)
+            ).first()
+
+    def reopen_failed(self, event_id: str, revision: int, kind: str | None = None) -> list[str]:
+        """Set an event revision's failed deliveries back to pending; return their addresses."""
+        t = DELIVERIES
+        scope = [t.c.event_id == event_id, t.c.revision == revision, t.c.status == FAILED]
+        if kind:
+            scope.append(t.c.kind == kind)
+        with transaction(self.sessions) as session:
+            emails = list(session.scalars(sa.select(t.c.recipient).where(*scope)))
+            session.execute(
+                t.update()
+                .where(*scope)
+                .values(
+                    status=PENDING, claim_token=None, claimed_at=None, updated_at=datetime.now(UTC)
+                )
+            )
+        return emails
 
     def list(
         self, flt: DeliveryFilter, page: int = 1, page_size: int = 100

@@ -46,3 +46,28 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: A worker sending this delivery holds it for a while (its lease); a worker that died
+    #: releases it when the lease runs out, so another one can take it over.
+    claim_token: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Suppression(Base):
+    """An address that refused mail for good (SMTP 5xx): no more bulk mail goes to it."""
+
+    __tablename__ = "suppressions"
+
+    email: Mapped[str] = mapped_column(sa.String(254), primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EventSnapshot(Base):
+    """The event as notify last received it, so an operator can re-send its failed mail."""
+
+    __tablename__ = "event_snapshots"
+
+    event_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    revision: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    envelope: Mapped[str] = mapped_column(sa.Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
