@@ -38,9 +38,16 @@ class SendResult:
 class RateLimiter:
     """At most ``rate`` acquisitions per second across threads (0 or less: unlimited)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._next = clock()
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
@@ -48,11 +55,11 @@ class RateLimiter:
         if not self.interval:
             return
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(self._next, now)
             self._next = slot + self.interval
         if slot > now:
-            time.sleep(slot - now)
+            self._sleep(slot - now)
 
 
 class SenderPool:
