@@ -107,7 +107,9 @@ def payload() -> PayloadFactory:
 
 
 @pytest.fixture
-def register(client: FlaskClient, admin: dict[str, str], payload: PayloadFactory) -> RegisterFunction:
+def register(
+    client: FlaskClient, admin: dict[str, str], payload: PayloadFactory
+) -> RegisterFunction:
     """Register an organisation through the API (201 expected) and return its JSON."""
 
     def create(**overrides: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import requests
 
 from tacso_notify.rendering import Recipient
+from tacso_shared.envelope import PoisonMessage
 
 DEFAULT_PAGE_SIZE = 500
 
@@ -51,11 +52,21 @@ class RegistryDirectory:
             response = self._http.get(url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
             raise AudienceUnavailable(f"registry unreachable: {exc}") from exc
+        if response.status_code in (400, 422):
+            # The registry understood and refused the question: asking again cannot help.
+            raise PoisonMessage(
+                f"registry refused the audience query ({response.status_code}): "
+                f"{response.text[:200]}"
+            )
         if response.status_code != 200:
             raise AudienceUnavailable(
                 f"registry answered {response.status_code}: {response.text[:200]}"
             )
-        body: dict[str, Any] = response.json()
+        try:
+            body: dict[str, Any] = response.json()
+            body["items"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AudienceUnavailable(f"registry answered 200 without a page: {exc}") from exc
         return body
 
     def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:

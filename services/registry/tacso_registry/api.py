@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy.exc import IntegrityError
 
 from tacso_registry import operations
 from tacso_registry.bootstrap import Registry
@@ -61,7 +62,9 @@ class Organisations(MethodView):
                 return operations.register_organisation(
                     session, data, request.headers.get("X-Correlation-ID")
                 )
-        except operations.DuplicateEmail:
+        # The check in register_organisation sees committed rows only; two requests racing with
+        # the same email meet at the unique constraint instead.
+        except (operations.DuplicateEmail, IntegrityError):
             abort(
                 409,
                 message="An organisation with this email is already registered.",

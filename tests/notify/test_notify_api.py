@@ -1,0 +1,212 @@
+"""Specification of notify's HTTP API: the delivery ledger, read-only, behind the admin key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from tacso_notify.app import create_app
+from tacso_notify.bootstrap import Notify
+from tacso_notify.ledger import DeliveryLedger
+from tacso_notify.rendering import Recipient
+
+DELIVERIES = "/api/v1/deliveries"
+SUMMARY = "/api/v1/deliveries/summary"
+
+
+def event(event_id: str, revision: int = 1, country: str = "BA") -> dict[str, Any]:
+    """The fields of a published event the ledger keeps."""
+    return {"event_id": event_id, "revision": revision, "country": country}
+
+
+def recipients(count: int, prefix: str) -> list[Recipient]:
+    return [
+        Recipient(organisation_id=f"{prefix}-{n}", name=f"{prefix} {n}", email=f"{prefix}{n}@x.org")
+        for n in range(count)
+    ]
+
+
+@pytest.fixture
+def client(notify: Notify) -> FlaskClient:
+    return create_app(notify).test_client()
+
+
+def owe(ledger: DeliveryLedger, ev: dict[str, Any], kind: str, to: list[Recipient]) -> list[int]:
+    """Put deliveries of ``kind`` to ``to`` in the ledger (pending, unleased); return their ids."""
+    ledger.ensure(ev, kind, to)
+    claimed, _ = ledger.claim(ev, kind, [r.organisation_id for r in to], "setup", 60.0)
+    ledger.release("setup")
+    return [delivery_id for delivery_id, _ in claimed]
+
+
+@pytest.fixture
+def deliveries(ledger: DeliveryLedger) -> dict[str, list[int]]:
+    """A ledger with two events' deliveries; delivery ids by group.
+
+    ev-a: 5 invitations (3 sent, 1 failed, 1 pending) and 2 press notices (sent);
+    ev-b: 2 invitations (pending).
+    """
+    invited = owe(ledger, event("ev-a"), "invitation", recipients(5, "cso"))
+    noticed = owe(ledger, event("ev-a"), "press_notice", recipients(2, "media"))
+    other = owe(ledger, event("ev-b"), "invitation", recipients(2, "cso"))
+    ledger.record(invited[:3] + noticed, [(invited[3], "550 5.1.1 no such mailbox")])
+    return {"invited": invited, "noticed": noticed, "other": other}
+
+
+def get_json(client: FlaskClient, admin: dict[str, str], url: str) -> dict[str, Any]:
+    response = client.get(url, headers=admin)
+    assert response.status_code == 200, response.get_json()
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+def ids_of(body: dict[str, Any]) -> list[int]:
+    return [item["id"] for item in body["items"]]
+
+
+class TestListDeliveries:
+    def test_lists_every_delivery_oldest_first(
+        self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
+    ) -> None:
+        body = get_json(client, admin, DELIVERIES)
+
+        every = deliveries["invited"] + deliveries["noticed"] + deliveries["other"]
+        assert ids_of(body) == sorted(every)
+        assert (body["page"], body["page_size"], body["total"]) == (1, 100, 9)
+
+    def test_shows_what_happened_to_a_delivery(
+        self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
+    ) -> None:
+        [failed] = get_json(client, admin, f"{DELIVERIES}?status=failed")["items"]
+        [sent] = get_json(client, admin, f"{DELIVERIES}?organisation_id=cso-0&event_id=ev-a")[
+            "items"
+        ]
+
+        assert failed["id"] == deliveries["invited"][3]
+        assert failed["recipient"] == "cso3@x.org"
+        assert failed["last_error"] == "550 5.1.1 no such mailbox"
+        assert failed["attempts"] == 1
+        assert failed["sent_at"] is None
+        assert sent["status"] == "sent"
+        assert sent["sent_at"].endswith("+00:00")
+        assert (sent["event_id"], sent["revision"], sent["country"]) == ("ev-a", 1, "BA")
+        assert sent["kind"] == "invitation"
+
+    @pytest.mark.parametrize(
+        ("query", "group", "picked"),
+        [
+            ("event_id=ev-b", "other", slice(None)),
+            ("kind=press_notice", "noticed", slice(None)),
+            ("status=pending&event_id=ev-a", "invited", slice(4, 5)),
+            ("event_id=ev-a&kind=invitation&status=sent", "invited", slice(0, 3)),
+        ],
+    )
+    def test_filters_by_event_kind_and_status(
+        self,
+        client: FlaskClient,
+        admin: dict[str, str],
+        deliveries: dict[str, list[int]],
+        query: str,
+        group: str,
+        picked: slice,
+    ) -> None:
+        body = get_json(client, admin, f"{DELIVERIES}?{query}")
+
+        assert ids_of(body) == deliveries[group][picked]
+        assert body["total"] == len(deliveries[group][picked])
+
+    def test_an_event_without_deliveries_lists_nothing(
+        self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
+    ) -> None:
+        body = get_json(client, admin, f"{DELIVERIES}?event_id=ev-unknown")
+
+        assert (body["items"], body["total"]) == ([], 0)
+
+    def test_pages_with_page_and_page_size(
+        self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
+    ) -> None:
+        every = sorted(deliveries["invited"] + deliveries["noticed"] + deliveries["other"])
+
+        pages = [get_json(client, admin, f"{DELIVERIES}?page={n}&page_size=4") for n in (1, 2, 3)]
+
+        assert [ids_of(p) for p in pages] == [every[0:4], every[4:8], every[8:9]]
+        assert {p["total"] for p in pages} == {9}
+
+    @pytest.mark.parametrize(
+        ("query", "field"),
+        [
+            ("status=bounced", "status"),
+            ("kind=newsletter", "kind"),
+            ("page=0", "page"),
+            ("page_size=1001", "page_size"),
+        ],
+    )
+    def test_a_bad_filter_or_paging_value_is_422(
+        self, client: FlaskClient, admin: dict[str, str], query: str, field: str
+    ) -> None:
+        response = client.get(f"{DELIVERIES}?{query}", headers=admin)
+
+        assert response.status_code == 422
+        assert field in response.get_json()["errors"]["query"]
+
+
+class TestDeliverySummary:
+    def test_counts_one_event_by_kind_and_status(
+        self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
+    ) -> None:
+        body = get_json(client, admin, f"{SUMMARY}?event_id=ev-a")
+
+        assert body == {
+            "event_id": "ev-a",
+            "counts": {
+                "invitation": {"sent": 3, "failed": 1, "pending": 1},
+                "press_notice": {"sent": 2},
+            },
+        }
+
+    def test_an_unknown_event_has_no_counts(
+        self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
+    ) -> None:
+        body = get_json(client, admin, f"{SUMMARY}?event_id=ev-unknown")
+
+        assert body == {"event_id": "ev-unknown", "counts": {}}
+
+    def test_the_event_id_is_required(self, client: FlaskClient, admin: dict[str, str]) -> None:
+        response = client.get(SUMMARY, headers=admin)
+
+        assert response.status_code == 422
+        assert "event_id" in response.get_json()["errors"]["query"]
+
+
+class TestAuthentication:
+    @pytest.mark.parametrize("url", [DELIVERIES, f"{SUMMARY}?event_id=ev-a"])
+    def test_without_a_key_is_401_with_a_bearer_challenge(
+        self, client: FlaskClient, url: str
+    ) -> None:
+        response = client.get(url)
+
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="tacso"'
+
+    def test_with_a_wrong_key_is_401(self, client: FlaskClient) -> None:
+        response = client.get(DELIVERIES, headers={"Authorization": "Bearer not-the-key"})
+
+        assert response.status_code == 401
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+class TestHealthAndOpenApi:
+    def test_healthz_is_200(self, client: FlaskClient) -> None:
+        response = client.get("/healthz")
+
+        assert response.status_code == 200
+        assert response.get_json() == {"status": "ok"}
+
+    def test_the_openapi_document_lists_the_secured_paths(self, client: FlaskClient) -> None:
+        doc = client.get("/openapi.json").get_json()
+
+        assert {"/api/v1/deliveries", "/api/v1/deliveries/summary"} <= set(doc["paths"])
+        assert doc["paths"]["/api/v1/deliveries"]["get"]["security"] == [{"bearerAuth": []}]
+        assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
