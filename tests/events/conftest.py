@@ -7,7 +7,6 @@ its own ``conftest`` module).
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 
 from tacso_events.app import create_app
 from tacso_events.bootstrap import (
@@ -164,25 +162,6 @@ def organisers() -> dict[str, Organisation]:
 def registry_down(fake_registry: FakeRegistry) -> None:
     """Make the fake registry fail like an unreachable one."""
     fake_registry.unavailable = True
-
-
-@pytest.fixture
-def serve_wsgi() -> Iterator[Callable[[Any], str]]:
-    """Serve WSGI apps on free 127.0.0.1 ports in background threads; return their base URLs."""
-    servers: list[tuple[Any, threading.Thread]] = []
-
-    def serve(wsgi_app: Any) -> str:
-        server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield serve
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

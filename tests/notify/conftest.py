@@ -7,13 +7,11 @@ its own ``conftest`` module).
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from tacso_notify.bootstrap import Notify, NotifySettings, apply_migrations, bootstrap
 from tacso_notify.ledger import DeliveryLedger
@@ -52,25 +50,6 @@ def ledger(notify: Notify) -> DeliveryLedger:
 def admin() -> dict[str, str]:
     """Headers that carry the admin key."""
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-@pytest.fixture
-def serve_wsgi() -> Iterator[Callable[[Any], str]]:
-    """Serve WSGI apps on free 127.0.0.1 ports in background threads; return their base URLs."""
-    servers: list[tuple[Any, threading.Thread]] = []
-
-    def serve(wsgi_app: Any) -> str:
-        server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield serve
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
