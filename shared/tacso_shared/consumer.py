@@ -214,7 +214,7 @@ class QueueWorker:
                 declare_topology(connection, self.retry_delays, self.work_queues)
                 self._consume(connection)
                 backoff = 0.5
-            except (OSError, connection.connection_errors, connection.channel_errors) as exc:
+            except (OSError, *connection.connection_errors, *connection.channel_errors) as exc:
                 log.warning(
                     "%s: broker connection lost (%s); reconnecting in %.1fs",
                     self.label,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection
 
+from support.infra import amqp_url_via
+from support.tcp_proxy import TcpProxy
 from support.waiting import wait_until
 from tacso_shared.consumer import QueueWorker, TransientError
 from tacso_shared.contracts import ORGANISATION_REGISTERED
@@ -45,6 +48,23 @@ def depth(amqp_url: str, queue: str) -> int:
         return count
     finally:
         connection.close()
+
+
+def unacked(amqp_url: str, queue: str) -> int:
+    """Messages delivered to a consumer and not yet acked (from ``rabbitmqctl``)."""
+    vhost = amqp_url.rsplit("/", 1)[1]
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_unacknowledged"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    for line in out.splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue:
+            return int(count)
+    raise AssertionError(f"queue {queue} not listed")
 
 
 def get_one(amqp_url: str, queue: str) -> tuple[Any, bytes]:
@@ -199,3 +219,32 @@ class TestQueueWorker:
         assert len(handler.calls) == 3
         props, _ = get_one(amqp_url, work_queue.dead_letter_name)
         assert "gave up after 3 attempts" in props.headers["x-tacso-reason"]
+
+
+class TestConnectionLoss:
+    def test_a_worker_reconnects_after_the_broker_connection_drops(
+        self, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        handler = _Recorder()
+        with TcpProxy("127.0.0.1", 5672) as proxy:
+            worker = QueueWorker(
+                amqp_url_via(amqp_url, "127.0.0.1", proxy.port), work_queue, handler, (1,)
+            )
+            thread = threading.Thread(target=worker.run, daemon=True)
+            thread.start()
+            try:
+                first = org_envelope(10)
+                publish(amqp_url, work_queue, message(first))
+                wait_until(lambda: handler.calls == [first.id], timeout=10)
+                # Acked before the connection goes, or it would (rightly) be delivered again.
+                wait_until(lambda: unacked(amqp_url, work_queue.name) == 0, timeout=10)
+                proxy.disable()
+                proxy.enable()
+                second = org_envelope(11)
+                publish(amqp_url, work_queue, message(second))
+                wait_until(lambda: handler.calls == [first.id, second.id], timeout=20)
+                assert thread.is_alive(), "the worker survives losing its connection"
+            finally:
+                worker.stop()
+                thread.join(timeout=15)
+        assert not thread.is_alive()

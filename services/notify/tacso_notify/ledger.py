@@ -34,7 +34,7 @@ def _insert_ignoring_duplicates(
 ) -> None:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(constraint="uq_deliveries_once")
+        stmt: Any = postgresql.insert(table).on_conflict_do_nothing()
     elif dialect == "sqlite":
         stmt = sqlite.insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - the two databases we support are above
