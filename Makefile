@@ -5,13 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install up demo test lint typecheck unit clean
+.PHONY: help install up demo test test-faults test-compose bench lint clean
 
 help:
 	@echo "make up     - install if needed, migrate and run the whole stack in the foreground"
 	@echo "make demo   - against a running stack: register CSOs and media, publish an event"
 	@echo "make test   - install if needed, then lint, type-check and run the whole suite"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
+	@echo "make test-faults  - the fault suite alone"
+	@echo "make test-compose - the docker compose stack, for real"
+	@echo "make bench  - throughput and latency benchmarks (docs/performance.md)"
 
 $(STAMP): shared/pyproject.toml services/*/pyproject.toml devtools/pyproject.toml requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +35,26 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Everything but the compose stack: unit, integration, end to end (SQLite and PostgreSQL) and
+# the fault suite (tests/faults restarts the local RabbitMQ app once).
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fault suite alone (about 6 minutes).
+test-faults: $(STAMP)
+	$(BIN)/pytest tests/faults -m faults $(PYTEST_ARGS)
+
+# The docker compose stack for real (Docker engine and stand-in images prepared if needed).
+test-compose: $(STAMP)
+	bash tests/compose/prepare.sh
+	TACSO_COMPOSE_TESTS=1 $(BIN)/pytest tests/compose -p no:cacheprovider $(PYTEST_ARGS)
+
+# Throughput of the invitation fan-out (smtplib limit, Celery baseline, ours) and of the HTTP APIs;
+# figures and docs/performance.md. BENCH_N=1000,10000 for a quick run (see bench/run.py).
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	bench/ensure_tools.sh
+	BENCH_N=$(BENCH_N) $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

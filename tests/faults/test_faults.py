@@ -1,0 +1,252 @@
+"""Nothing lost, nothing sent twice: one real fan-out per case, one fault injected while it runs.
+
+Each case publishes an event to 2,000 matching CSOs and the country's media, injects its fault
+while mail is flowing, and then checks at the SMTP server that every expected (recipient, kind)
+arrived, none twice (beyond the documented crash window where a process dies inside SMTP), that
+the ledger says ``sent`` for exactly what the server received, and what the dead-letter queues
+hold. See ``faults.harness`` for the counting and ``docs/reliability.md`` for the guarantees.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from faults.harness import (
+    CRASH_WINDOW,
+    DEAD_LETTER_QUEUES,
+    INVITATION_WORKERS,
+    Audience,
+    FaultRun,
+    TimedSMTPServer,
+    broker_down,
+    busiest,
+    drain,
+    publish_raw,
+)
+from support.stack import Stack
+from tacso_shared.contracts import EVENT_PUBLISHED, load_data
+from tacso_shared.db import make_engine
+from tacso_shared.envelope import PoisonMessage, parse_envelope
+
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.slow]
+
+NewRun = Callable[[str], FaultRun]
+
+#: How long each outage lasts (deliberate fault durations, not waits for a condition).
+BROKER_DOWN_SECONDS = 5
+SMTP_DOWN_SECONDS = 20
+THROTTLE_SECONDS = 10
+REGISTRY_DOWN_SECONDS = 20
+
+
+@pytest.mark.timeout(300)
+def test_a_broker_restart_mid_fan_out_loses_nothing_and_sends_nothing_twice(
+    new_run: NewRun,
+) -> None:
+    run = new_run("1. RabbitMQ stop_app / start_app")
+    run.publish()
+    run.wait_until_flowing()
+    with broker_down():
+        run.fault_now()
+        time.sleep(BROKER_DOWN_SECONDS)
+    run.finish()
+    run.assert_guarantees()
+
+
+@pytest.mark.timeout(240)
+def test_a_worker_killed_mid_fan_out_hands_it_over_and_resends_at_most_the_crash_window(
+    new_run: NewRun, fault_stack: Stack
+) -> None:
+    run = new_run("2. SIGKILL 1 of 3 invitations workers")
+    run.publish()
+    run.wait_until_flowing()
+    victim = busiest(fault_stack, INVITATION_WORKERS)
+    fault_stack.kill(victim)
+    run.fault_now()
+    run.result.note = f"killed {victim}, the one sending"
+    # One killed worker: one unflushed ledger batch plus one message per SMTP connection.
+    run.finish(duplicate_bound=CRASH_WINDOW)
+    fault_stack.start(victim)
+    run.assert_guarantees()
+    survivors = [w for w in INVITATION_WORKERS if w != victim]
+    assert any(run.event_id in fault_stack.log(w) for w in survivors), (
+        f"no surviving worker logged event {run.event_id}: was the message redelivered?"
+    )
+
+
+@pytest.mark.timeout(240)
+def test_an_smtp_server_down_for_20_seconds_delays_mail_but_loses_and_repeats_none(
+    new_run: NewRun, fault_smtp: TimedSMTPServer
+) -> None:
+    run = new_run("3. SMTP server down 20 s")
+    run.publish()
+    run.wait_until_flowing()
+    fault_smtp.stop()
+    try:
+        run.fault_now()
+        time.sleep(SMTP_DOWN_SECONDS)
+    finally:
+        fault_smtp.start()
+    run.finish()
+    run.assert_guarantees()
+
+
+@pytest.mark.timeout(240)
+def test_an_smtp_server_throttling_with_421_and_451_delays_mail_but_loses_and_repeats_none(
+    new_run: NewRun, fault_smtp: TimedSMTPServer
+) -> None:
+    run = new_run("4. SMTP answers 421, then 451, for 10 s")
+    run.publish()
+    run.wait_until_flowing()
+    refused_before = len(fault_smtp.rejections)
+    try:
+        fault_smtp.set_failure(421, "4.3.2 Too many connections, try later", stage="DATA")
+        run.fault_now()
+        time.sleep(THROTTLE_SECONDS / 2)
+        fault_smtp.set_failure(451, "4.7.1 Rate limit exceeded, slow down", stage="RCPT")
+        time.sleep(THROTTLE_SECONDS / 2)
+    finally:
+        fault_smtp.set_failure(None)
+    refused = Counter(r.code for r in fault_smtp.rejections[refused_before:])
+    run.result.note = f"refused: {dict(sorted(refused.items()))}"
+    run.finish()
+    run.assert_guarantees()
+    assert refused[421] and refused[451], f"the throttling never hit a send: {refused}"
+
+
+@pytest.mark.timeout(240)
+def test_registry_down_for_20_seconds_mid_fan_out_delays_mail_but_loses_and_repeats_none(
+    new_run: NewRun, fault_stack: Stack
+) -> None:
+    run = new_run("5. registry down 20 s")
+    run.publish()
+    run.wait_until_flowing()
+    fault_stack.stop("registry-api")
+    try:
+        run.fault_now()
+        time.sleep(REGISTRY_DOWN_SECONDS)
+    finally:
+        fault_stack.start("registry-api")
+    run.finish()
+    run.assert_guarantees()
+
+
+def _outbox_published_at(stack: Stack, event_id: str) -> Any:
+    engine = make_engine(stack.env["EVENTS_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT published_at FROM outbox WHERE body LIKE :id"),
+                {"id": f'%"event_id":"{event_id}"%'},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.timeout(240)
+def test_an_event_accepted_just_before_the_events_service_was_killed_still_reaches_everyone(
+    new_run: NewRun, fault_stack: Stack
+) -> None:
+    run = new_run("6. events API SIGKILLed after 201, before relay")
+    fault_stack.stop("events-relay")
+    try:
+        run.publish()
+        fault_stack.kill("events-api")
+        run.fault_now()
+        assert _outbox_published_at(fault_stack, run.event_id) is None, "the relay was stopped"
+    finally:
+        fault_stack.start("events-api")
+        fault_stack.start("events-relay")
+    # The events service dies outside SMTP, so none are expected; the bound is the documented
+    # one for one killed process.
+    run.finish(duplicate_bound=CRASH_WINDOW)
+    run.assert_guarantees()
+    assert _outbox_published_at(fault_stack, run.event_id) is not None
+
+
+def _poison(country: str, n: int) -> list[bytes]:
+    """``n`` messages that can never be handled: half not JSON, half the wrong schema."""
+    valid: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "revision": 1,
+        "title": "Poison",
+        "type": "workshop",
+        "country": country,
+        "topics": ["human-rights"],
+        "starts_at": "2026-12-15T09:00:00+00:00",
+        "ends_at": "2026-12-15T15:30:00+00:00",
+        "organiser_id": str(uuid.uuid4()),
+        "organiser_name": "Nobody",
+        "url": "http://127.0.0.1/events/poison",
+    }
+    breakages: list[dict[str, Any]] = [
+        {"revision": 0},
+        {"country": "ZZ"},
+        {"title": ""},
+        {"topics": ["not-a-topic"]},
+        {"starts_at": "next tuesday"},
+        {"url": None},
+        {"type": "rave"},
+        {"event_id": None},
+    ]
+    not_json = [
+        b"",
+        b"this is not json {",
+        b'{"specversion": "1.0", "id": "truncated',
+        b"\xff\xfe\x00\x00 binary garbage",
+        b"<event><id>42</id></event>",
+    ]
+    bodies: list[bytes] = []
+    for i in range(n // 2):
+        bodies.append(not_json[i % len(not_json)] + (f" #{i}".encode() if i else b""))
+    for i in range(n - n // 2):
+        data = {**valid, "event_id": str(uuid.uuid4()), **breakages[i % len(breakages)]}
+        envelope = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/fault-suite",
+            "type": EVENT_PUBLISHED,
+            "time": datetime.now(UTC).isoformat(),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        if i % 10 == 9:
+            envelope["type"] = "org.tacso.events.event.exploded.v1"  # unknown type
+        bodies.append(json.dumps(envelope).encode())
+    for body in bodies:  # every one of them must really be poison, or it would send mail
+        with pytest.raises(PoisonMessage):
+            load_data(parse_envelope(body))
+    return bodies
+
+
+@pytest.mark.timeout(240)
+def test_100_poison_messages_among_valid_traffic_all_end_in_the_dead_letter_queues(
+    new_run: NewRun, fault_stack: Stack, audience: Audience
+) -> None:
+    run = new_run("7. 100 poison messages")
+    url = fault_stack.env["AMQP_URL"]
+    poison = _poison(audience.country, 100)
+    routing_key = f"event.published.{audience.country}"
+    publish_raw(url, routing_key, poison[::2])
+    run.publish()
+    run.wait_until_flowing()
+    publish_raw(url, routing_key, poison[1::2])
+    run.fault_now()
+    run.finish(dead_letters=len(poison))
+    run.assert_guarantees()
+    for queue in DEAD_LETTER_QUEUES:
+        dead = drain(url, queue)
+        assert Counter(body for body, _ in dead) == Counter(poison), (
+            f"{queue} does not hold exactly the poison messages"
+        )
+        unexplained = [body[:40] for body, headers in dead if not headers.get("x-tacso-reason")]
+        assert not unexplained, f"dead letters without a reason in {queue}: {unexplained[:3]}"
