@@ -1,0 +1,28 @@
+"""The ceiling of the HTTP benchmark: a bare Flask JSON endpoint under the services' own gunicorn
+configuration (``tacso_shared.runtime.serve``: gthread, WEB_CONCURRENCY workers x WEB_THREADS)."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+from tacso_shared.runtime import serve
+
+
+def create_app() -> Flask:
+    app = Flask("bare")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/v1/events")
+    def events() -> dict[str, object]:
+        return {"items": [], "page": 1, "page_size": 20, "total": 0}
+
+    return app
+
+
+if __name__ == "__main__":
+    serve(create_app, int(os.environ["BARE_PORT"]), int(os.environ.get("WEB_CONCURRENCY", "2")))

@@ -1,0 +1,131 @@
+"""Printing the tables and drawing the chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def _get(row: dict[str, Any], key: str, field: str = "emails_per_s") -> Any:
+    value = row.get(key, {})
+    return value.get(field) if isinstance(value, dict) else None
+
+
+def _fmt(value: Any, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def print_fan_out(part: dict[str, Any]) -> None:
+    k = part["k"]
+    print()
+    print("Invitation fan-out, emails/s (from POST or enqueue to the last mail accepted)")
+    header = (
+        f"{'N':>7} | {'limit 1 conn':>12} | {f'limit {k} conn':>12} | {'baseline':>9} | "
+        f"{'ours':>8} | {'ours/limit1':>11} | {'ours/base':>9} | {'1st mail':>8} | "
+        f"{'worker RSS':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in part["rows"]:
+        ours = _get(row, "ours")
+        lim1 = _get(row, "limit_1")
+        limk = _get(row, f"limit_{k}")
+        base = _get(row, "baseline")
+        first = _get(row, "ours", "first_accepted_after_post_s")
+        rss = _get(row, "ours", "worker_peak_rss_mib_vmhwm")
+        print(
+            f"{row['n']:>7} | {_fmt(lim1, '.0f'):>12} | {_fmt(limk, '.0f'):>12} | "
+            f"{_fmt(base, '.0f', 'n/a'):>9} | {_fmt(ours, '.0f', 'FAILED'):>8} | "
+            f"{_ratio(ours, lim1):>11} | {_ratio(ours, base):>9} | "
+            f"{_fmt(first, '.3f'):>7}s | {_fmt(rss, '.1f'):>6} MiB"
+        )
+    for row in part["rows"]:
+        for key in ("ours", "limit_1", f"limit_{k}", "baseline"):
+            error = _get(row, key, "error")
+            if error:
+                print(f"  N={row['n']} {key} failed: {error[:300]}")
+    rows = [r for r in part["rows"] if _get(r, "ours", "worker_peak_rss_mib_vmhwm")]
+    if len(rows) > 1:
+        small = _get(rows[0], "ours", "worker_peak_rss_mib_vmhwm")
+        large = _get(rows[-1], "ours", "worker_peak_rss_mib_vmhwm")
+        print(f"worker peak RSS N={rows[-1]['n']} / N={rows[0]['n']}: {_ratio(large, small)}")
+    print("CPU seconds during ours' run (per process group), and how busy the machine was:")
+    for row in part["rows"]:
+        cpu = _get(row, "ours", "cpu_seconds") or {}
+        print(f"  N={row['n']}: " + ", ".join(f"{name} {sec}" for name, sec in cpu.items() if sec))
+        for key in ("ours", "limit_1", "baseline"):
+            load = _get(row, key, "machine")
+            if load:
+                print(
+                    f"    {key}: load average {load['loadavg_1m_before']} before, "
+                    f"{load['machine_busy_cores']} of {load['cores']:.0f} cores busy during"
+                )
+    profile = part.get("profile")
+    if profile:
+        for name in ("invitations_worker_cpu", "invitations_worker_threads", "registry_api_cpu"):
+            summary = profile[name]
+            if "buckets" not in summary:
+                print(f"profile {name}: {summary}")
+                continue
+            print(
+                f"profile of the {name.replace('_', ' ')} at N={profile['n']} "
+                f"({summary['samples']} samples):"
+            )
+            for item in summary["buckets"]:
+                print(f"  {item['percent']:5.1f}%  {item['function']}")
+            print("  top self time:")
+            for item in summary["self"][:8]:
+                print(f"  {item['percent']:5.1f}%  {item['function']}")
+
+
+def print_http(part: dict[str, Any]) -> None:
+    print()
+    print(f"HTTP APIs under gunicorn ({part['gunicorn']}), load: {part['load']}")
+    header = (
+        f"{'endpoint':<42} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} | "
+        f"{'/ bare':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    bare = part["results"].get("bare_flask", {}).get("requests_per_s")
+    for r in part["results"].values():
+        print(
+            f"{r['label']:<42} | {r['requests_per_s']:>8.0f} | {r['p50_ms']:>7.2f} | "
+            f"{r['p99_ms']:>7.2f} | {r['errors']:>6} | {_ratio(r['requests_per_s'], bare):>6}"
+        )
+
+
+def chart(part: dict[str, Any], path: Path, database: str = "postgres") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = part["k"]
+    rows = part["rows"]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    series = [
+        ("limit: smtplib, 1 connection", "limit_1", "tab:gray", "--"),
+        (f"limit: smtplib, {k} connections", f"limit_{k}", "tab:gray", ":"),
+        ("baseline: Celery, task per email", "baseline", "tab:red", "-"),
+        ("ours: POST -> last mail accepted", "ours", "tab:blue", "-"),
+    ]
+    for label, key, color, style in series:
+        xs = [r["n"] for r in rows if _get(r, key)]
+        ys = [_get(r, key) for r in rows if _get(r, key)]
+        if xs:
+            ax.plot(xs, ys, marker="o", color=color, linestyle=style, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("invitations per event (N)")
+    ax.set_ylabel("emails accepted by smtp-sink per second")
+    ax.set_title(f"Invitation fan-out throughput (2 cores, {database}, RabbitMQ, smtp-sink)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
