@@ -195,3 +195,18 @@ class TestServerOutages:
 
         assert len(smtp_server.wait_for(2)) == 2
         assert mailer.connections == 2
+
+
+class TestDotStuffing:
+    @pytest.mark.parametrize(
+        "body",
+        [b".starts with a dot\r\n", b"line\r\n.\r\nafter a lone dot\r\n", b"no newline at the end"],
+    )
+    def test_lines_starting_with_a_dot_arrive_intact(
+        self, mailer: CountingMailer, smtp_server: RecordingSMTPServer, body: bytes
+    ) -> None:
+        raw = b"Subject: dots\r\nX-TACSO-Kind: invitation\r\n\r\n" + body
+        mailer.send("events@tacso.local", "dots@example.org", raw)
+        (received,) = smtp_server.wait_for(1)
+        expected = body if body.endswith(b"\r\n") else body + b"\r\n"
+        assert received.data.split(b"\r\n\r\n", 1)[1] == expected

@@ -242,7 +242,7 @@ class TestListOrganisations:
         body = list_json(client, admin, query)
         while True:
             pages += 1
-            assert body["total"] == 8
+            assert body["total"] == (8 if pages == 1 else None)
             seen.extend(ids_of(body))
             if body["next_after"] is None:
                 break

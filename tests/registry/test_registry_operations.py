@@ -111,7 +111,8 @@ class TestListOrganisations:
         with registry.sessions() as session:
             while True:
                 page = operations.list_organisations(session, flt, page_size=2, after=after)
-                assert page.total == 9
+                # Counted on the first page only: keyset pages leave the total out.
+                assert page.total == (9 if after is None else None)
                 seen.extend(o.id for o in page.items)
                 if page.next_after is None:
                     break

@@ -11,6 +11,7 @@ from tacso_notify.rendering import Recipient
 from tacso_shared.envelope import PoisonMessage
 
 DEFAULT_PAGE_SIZE = 500
+FIRST_PAGE_SIZE = 50
 
 
 class AudienceUnavailable(Exception):
@@ -74,7 +75,8 @@ class RegistryDirectory:
             "country": country,
             "kind": kind,
             "mailing_consent": "true",
-            "page_size": self.page_size,
+            # A small first page gets the first mail out sooner; then full pages.
+            "page_size": min(FIRST_PAGE_SIZE, self.page_size),
         }
         if topics:
             params["topic"] = list(topics)
@@ -97,3 +99,4 @@ class RegistryDirectory:
             after = body.get("next_after")
             if not after:
                 return
+            params["page_size"] = self.page_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tacso_notify.audience import RegistryDirectory
-from tacso_notify.handlers import Dependencies, make_handler
+from tacso_notify.handlers import Dependencies, make_handler, warm_up
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.mailer import SmtpMailer, SmtpSettings
 from tacso_notify.rendering import MessageKind, Sender
@@ -118,7 +118,7 @@ class Notify:
             prefetch=settings.prefetch,
             stopping=stopping,
         )
-        return NotifyWorker(consumer, pool)
+        return NotifyWorker(consumer, pool, lambda: warm_up(QUEUE_KINDS[queue], deps))
 
 
 @dataclass
@@ -127,9 +127,11 @@ class NotifyWorker:
 
     consumer: QueueWorker
     pool: SenderPool
+    warm_up: Callable[[], None]
 
     def run(self) -> None:
         """Consume until stopped, then close the SMTP connections."""
+        self.warm_up()
         try:
             self.consumer.run()
         finally:

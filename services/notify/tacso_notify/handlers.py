@@ -15,6 +15,7 @@ from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import MessageKind, PreparedMessage, Recipient, Sender, prepare_message
 from tacso_notify.sending import FAILED, SENT, SKIPPED, TRANSIENT, SenderPool, SendJob, SendResult
 from tacso_shared.consumer import Handler, Requeue, TransientError
+from tacso_shared.contracts import EVENT_PUBLISHED, load_data
 from tacso_shared.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,39 @@ def fan_out(event: Mapping[str, Any], kind: MessageKind, deps: Dependencies) -> 
     if held:
         raise DeliveriesHeld(f"{held} deliveries are held by another worker's lease")
     return progress.result
+
+
+#: A made-up event, rendered once when a worker starts.
+_SAMPLE_EVENT: dict[str, Any] = {
+    "event_id": "00000000-0000-0000-0000-000000000000",
+    "revision": 1,
+    "title": "Warm-up",
+    "description": None,
+    "type": "workshop",
+    "country": "BA",
+    "topics": ["youth"],
+    "starts_at": "2026-01-01T09:00:00+00:00",
+    "ends_at": "2026-01-01T10:00:00+00:00",
+    "venue": None,
+    "online_url": "https://example.org/warm-up",
+    "capacity": None,
+    "organiser_id": "warm-up",
+    "organiser_name": "Warm-up",
+    "organiser_email": None,
+    "url": "https://example.org/warm-up",
+}
+
+
+def warm_up(kind: MessageKind, deps: Dependencies) -> None:
+    """Compile templates and the contract's validators before the first real message arrives.
+
+    Otherwise the first event of a worker's life pays for them (hundreds of milliseconds) before
+    its first invitation goes out.
+    """
+    envelope = Envelope(type=EVENT_PUBLISHED, source="/tacso/notify/warm-up", data=_SAMPLE_EVENT)
+    event = load_data(envelope)
+    prepared = prepare_message(event, kind, deps.sender, deps.domain)
+    prepared.for_recipient(Recipient("warm-up", "Warm-up", "warm-up@example.org"))
 
 
 def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:

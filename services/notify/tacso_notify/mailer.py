@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -39,6 +40,35 @@ class SmtpSettings:
     starttls: bool = False
     ssl: bool = False
     timeout: float = 30.0
+
+
+def _transmit(smtp: smtplib.SMTP, mail_from: str, recipient: str, message: bytes) -> None:
+    """``smtplib.SMTP.sendmail`` for one recipient and a message already in CRLF form.
+
+    The same exceptions as ``sendmail``; the difference is that the message is scanned for
+    lines starting with a dot only when it has one (``sendmail`` runs a regular expression over
+    every message, a measurable share of the fan-out's CPU).
+    """
+    smtp.ehlo_or_helo_if_needed()
+    # Bodies are 8-bit UTF-8: say so where the server understands it.
+    options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
+    code, reply = smtp.mail(mail_from, options)
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, reply, mail_from)
+    code, reply = smtp.rcpt(recipient)
+    if code not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+    code, reply = smtp.docmd("data")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    if message.startswith(b".") or b"\n." in message:
+        message = re.sub(rb"(?m)^\.", b"..", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    smtp.send(message + b".\r\n")
+    code, reply = smtp.getreply()
+    if code != 250:
+        raise smtplib.SMTPDataError(code, reply)
 
 
 def _classify(code: int, text: str | bytes) -> Exception:
@@ -88,9 +118,7 @@ class SmtpMailer:
         for attempt in (1, 2):
             smtp = self._connection()
             try:
-                # Bodies are 8-bit UTF-8: say so where the server understands it.
-                options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
-                smtp.sendmail(mail_from, [recipient], message, mail_options=options)
+                _transmit(smtp, mail_from, recipient, message)
                 return
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = exc.recipients.get(recipient, (550, b"recipient refused"))

@@ -79,7 +79,11 @@ class OrganisationPageSchema(Schema):
     items = fields.List(fields.Nested(OrganisationSchema), required=True)
     page = fields.Integer(required=True)
     page_size = fields.Integer(required=True)
-    total = fields.Integer(required=True)
+    total = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Matching organisations in all; null on keyset (`after`) pages."},
+    )
     next_after = fields.String(allow_none=True, required=True)
 
 
