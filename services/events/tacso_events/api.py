@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -36,8 +36,21 @@ def _correlation_id() -> str | None:
 class EventList(MethodView):
     @blp.arguments(EventQuerySchema, location="query")
     @blp.response(200, EventPageSchema)
-    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+    def get(self, args: dict[str, Any]) -> Response:
         """List published events by country, topics, type and time (public)."""
+        cache = _events().listing_cache
+        key = request.full_path
+        body = cache.get(key)
+        if body is None:
+            body = current_app.json.dumps(EventPageSchema().dump(self._page(args))).encode()
+            cache.put(key, body)
+        response = current_app.response_class(body, mimetype="application/json")
+        response.cache_control.public = True
+        response.cache_control.max_age = int(cache.seconds)
+        return response
+
+    @staticmethod
+    def _page(args: dict[str, Any]) -> dict[str, Any]:
         flt = operations.EventFilter(
             country=args.get("country"),
             topics=tuple(args.get("topic") or ()),
@@ -62,7 +75,9 @@ class EventList(MethodView):
                 event = operations.create_event(
                     session, data, events.registry, _base_url(), _correlation_id()
                 )
-                return operations.event_document(event, _base_url())
+                document = operations.event_document(event, _base_url())
+            events.listing_cache.clear()
+            return document
         except operations.InvalidOrganiser as exc:
             abort(422, message=exc.reason, errors={"json": {"organiser_id": [exc.reason]}})
         except RegistryUnavailable as exc:
@@ -97,7 +112,9 @@ class EventPublish(MethodView):
         try:
             with transaction(_events().sessions) as session:
                 event = operations.publish_event(session, event_id, _base_url(), _correlation_id())
-                return operations.event_document(event, _base_url())
+                document = operations.event_document(event, _base_url())
+            _events().listing_cache.clear()
+            return document
         except operations.EventNotFound:
             abort(404, message=f"No event with id {event_id}.")
         except operations.AlreadyPublished:

@@ -11,9 +11,10 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tacso_events.listing_cache import ListingCache
 from tacso_events.models import outbox
 from tacso_events.registry_client import HttpRegistryClient, RegistryClient
-from tacso_shared.config import CommonSettings, env_str
+from tacso_shared.config import CommonSettings, env_float, env_str
 from tacso_shared.db import make_engine, make_session_factory, migrate
 from tacso_shared.outbox import OutboxRelay
 
@@ -28,6 +29,8 @@ class EventsSettings(CommonSettings):
     """The common settings plus where the registry answers (``REGISTRY_URL``)."""
 
     registry_url: str = DEFAULT_REGISTRY_URL
+    #: Seconds a public listing may be served from memory (``LISTING_CACHE_SECONDS``).
+    listing_cache_seconds: float = 1.0
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Events:
     engine: Engine
     sessions: sessionmaker[Session]
     registry: RegistryClient
+    listing_cache: ListingCache
 
     def relay(self) -> OutboxRelay:
         """The outbox relay for this database."""
@@ -55,7 +59,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> EventsSettings:
     env = os.environ if env is None else env
     common = CommonSettings.load(SERVICE, DEFAULT_PORT, env)
     registry_url = env_str(env, "REGISTRY_URL", DEFAULT_REGISTRY_URL).rstrip("/")
-    return EventsSettings(**dataclasses.asdict(common), registry_url=registry_url)
+    return EventsSettings(
+        **dataclasses.asdict(common),
+        registry_url=registry_url,
+        listing_cache_seconds=env_float(env, "LISTING_CACHE_SECONDS", 1.0),
+    )
 
 
 def bootstrap(
@@ -69,7 +77,13 @@ def bootstrap(
     engine = make_engine(settings.database_url)
     if registry is None:
         registry = HttpRegistryClient(settings.registry_url, settings.admin_api_key)
-    return Events(settings, engine, make_session_factory(engine), registry)
+    return Events(
+        settings,
+        engine,
+        make_session_factory(engine),
+        registry,
+        ListingCache(settings.listing_cache_seconds),
+    )
 
 
 def apply_migrations(settings: CommonSettings) -> None:
