@@ -129,11 +129,9 @@ def _send_page(
     progress: _Progress,
 ) -> int:
     """Send the page's owed mail through the pool; return how many another worker holds."""
-    deps.ledger.ensure(event, kind.value, page)
     by_org = {r.organisation_id: r for r in page}
-    suppressed = deps.ledger.suppressed(r.email for r in page)
-    claimed, held = deps.ledger.claim(
-        event, kind.value, list(by_org), progress.token, deps.lease_seconds
+    claimed, held, suppressed = deps.ledger.ensure_and_claim(
+        event, kind.value, page, progress.token, deps.lease_seconds
     )
     progress.result.skipped += len(page) - len(claimed) - held
     addresses: dict[int, str] = {}

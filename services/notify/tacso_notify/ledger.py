@@ -50,26 +50,9 @@ class DeliveryLedger:
 
     def ensure(self, event: Mapping[str, Any], kind: str, recipients: Sequence[Recipient]) -> None:
         """Record that each recipient is owed this mail (rows already there are left alone)."""
-        if not recipients:
-            return
-        now = datetime.now(UTC)
-        rows = [
-            {
-                "event_id": event["event_id"],
-                "revision": event["revision"],
-                "organisation_id": r.organisation_id,
-                "kind": kind,
-                "recipient": r.email,
-                "country": event["country"],
-                "status": PENDING,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for r in {r.organisation_id: r for r in recipients}.values()
-        ]
-        with transaction(self.sessions) as session:
-            _insert_ignoring_duplicates(session, rows)
+        if recipients:
+            with transaction(self.sessions) as session:
+                self._ensure(session, event, kind, recipients)
 
     def claim(
         self,
@@ -86,6 +69,62 @@ class DeliveryLedger:
         """
         if not organisation_ids:
             return [], 0
+        with transaction(self.sessions) as session:
+            return self._claim(session, event, kind, organisation_ids, token, lease_seconds)
+
+    def ensure_and_claim(
+        self,
+        event: Mapping[str, Any],
+        kind: str,
+        recipients: Sequence[Recipient],
+        token: str,
+        lease_seconds: float,
+    ) -> tuple[list[tuple[int, str]], int, dict[str, str]]:
+        """:meth:`ensure`, :meth:`claim` and :meth:`suppressed` for one page, in one transaction.
+
+        Returns ``(claimed, held, suppressed)``.
+        """
+        if not recipients:
+            return [], 0, {}
+        with transaction(self.sessions) as session:
+            self._ensure(session, event, kind, recipients)
+            claimed, held = self._claim(
+                session, event, kind, [r.organisation_id for r in recipients], token, lease_seconds
+            )
+            suppressed = self._suppressed(session, [r.email for r in recipients])
+        return claimed, held, suppressed
+
+    @staticmethod
+    def _ensure(
+        session: Session, event: Mapping[str, Any], kind: str, recipients: Sequence[Recipient]
+    ) -> None:
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "event_id": event["event_id"],
+                "revision": event["revision"],
+                "organisation_id": r.organisation_id,
+                "kind": kind,
+                "recipient": r.email,
+                "country": event["country"],
+                "status": PENDING,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in {r.organisation_id: r for r in recipients}.values()
+        ]
+        _insert_ignoring_duplicates(session, rows)
+
+    @staticmethod
+    def _claim(
+        session: Session,
+        event: Mapping[str, Any],
+        kind: str,
+        organisation_ids: Sequence[str],
+        token: str,
+        lease_seconds: float,
+    ) -> tuple[list[tuple[int, str]], int]:
         now = datetime.now(UTC)
         expired = now - timedelta(seconds=lease_seconds)
         t = DELIVERIES
@@ -96,15 +135,14 @@ class DeliveryLedger:
             t.c.organisation_id.in_(list(organisation_ids)),
             t.c.status == PENDING,
         )
-        with transaction(self.sessions) as session:
-            session.execute(
-                t.update()
-                .where(scope, sa.or_(t.c.claimed_at.is_(None), t.c.claimed_at < expired))
-                .values(claim_token=token, claimed_at=now)
-            )
-            rows = session.execute(
-                sa.select(t.c.id, t.c.organisation_id, t.c.claim_token).where(scope)
-            ).all()
+        session.execute(
+            t.update()
+            .where(scope, sa.or_(t.c.claimed_at.is_(None), t.c.claimed_at < expired))
+            .values(claim_token=token, claimed_at=now)
+        )
+        rows = session.execute(
+            sa.select(t.c.id, t.c.organisation_id, t.c.claim_token).where(scope)
+        ).all()
         claimed = sorted((r.id, r.organisation_id) for r in rows if r.claim_token == token)
         return claimed, len(rows) - len(claimed)
 
@@ -175,11 +213,13 @@ class DeliveryLedger:
         if not emails:
             return {}
         with self.sessions() as session:
-            rows = session.execute(
-                sa.select(Suppression.email, Suppression.reason).where(
-                    Suppression.email.in_(emails)
-                )
-            ).all()
+            return self._suppressed(session, emails)
+
+    @staticmethod
+    def _suppressed(session: Session, emails: list[str]) -> dict[str, str]:
+        rows = session.execute(
+            sa.select(Suppression.email, Suppression.reason).where(Suppression.email.in_(emails))
+        ).all()
         return {r.email: r.reason for r in rows}
 
     def suppress(self, addresses: Iterable[tuple[str, str]]) -> None:
