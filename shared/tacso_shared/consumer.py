@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kombu import Connection, Consumer
+from kombu.exceptions import OperationalError
 from kombu.message import Message
 
 from tacso_shared.contracts import load_data
@@ -214,13 +215,25 @@ class QueueWorker:
                 declare_topology(connection, self.retry_delays, self.work_queues)
                 self._consume(connection)
                 backoff = 0.5
-            except (OSError, *connection.connection_errors, *connection.channel_errors) as exc:
+            except (
+                OSError,
+                OperationalError,
+                *connection.connection_errors,
+                *connection.channel_errors,
+            ) as exc:
                 log.warning(
                     "%s: broker connection lost (%s); reconnecting in %.1fs",
                     self.label,
                     exc,
                     backoff,
                 )
+                self._forget_unsettled()
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            except Exception:
+                # Whatever else broke the connection loop, the worker lives on and tries again:
+                # a consumer must not die (its messages would wait for a person).
+                log.exception("%s: consumer loop failed; restarting in %.1fs", self.label, backoff)
                 self._forget_unsettled()
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

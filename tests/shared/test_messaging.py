@@ -248,3 +248,33 @@ class TestConnectionLoss:
                 worker.stop()
                 thread.join(timeout=15)
         assert not thread.is_alive()
+
+    def test_a_worker_keeps_trying_while_the_broker_refuses_connections(
+        self, amqp_url: str, work_queue: WorkQueue, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        handler = _Recorder()
+        first_proxy = TcpProxy("127.0.0.1", 5672)
+        first_proxy.start()
+        port = first_proxy.port
+        worker = QueueWorker(amqp_url_via(amqp_url, "127.0.0.1", port), work_queue, handler, (1,))
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            wait_until(lambda: first_proxy.active_connections > 0, timeout=10)
+            # The broker goes away entirely: connections are refused, not just reset.
+            first_proxy.stop()
+            envelope = org_envelope(12)
+            publish(amqp_url, work_queue, message(envelope))
+            # Two failed attempts after the connection went: at least one was refused outright.
+            wait_until(
+                lambda: sum("connection lost" in r.getMessage() for r in caplog.records) >= 3,
+                timeout=20,
+            )
+            assert thread.is_alive() and not handler.calls
+            with TcpProxy("127.0.0.1", 5672, listen_port=port):
+                wait_until(lambda: handler.calls == [envelope.id], timeout=30)
+                assert thread.is_alive(), "the worker survives refused connections"
+        finally:
+            worker.stop()
+            thread.join(timeout=15)
+        assert not thread.is_alive()
