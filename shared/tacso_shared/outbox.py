@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from tacso_shared.config import CommonSettings
 from tacso_shared.contracts import CONTRACTS, dump_data
 from tacso_shared.db import UTCDateTime
 from tacso_shared.envelope import Envelope
@@ -91,6 +92,19 @@ class OutboxRelay:
         self._publisher: ConfirmingPublisher | None = None
         self.stopping = threading.Event()
         self.last_error: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls, engine: Engine, table: sa.Table, settings: CommonSettings
+    ) -> OutboxRelay:
+        """The relay of a service's outbox, configured from its settings."""
+        return cls(
+            engine,
+            table,
+            settings.amqp_url,
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_interval,
+        )
 
     def _ensure_publisher(self) -> ConfirmingPublisher:
         if self._publisher is None:

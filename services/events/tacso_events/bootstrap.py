@@ -45,13 +45,7 @@ class Events:
 
     def relay(self) -> OutboxRelay:
         """The outbox relay for this database."""
-        return OutboxRelay(
-            self.engine,
-            outbox,
-            self.settings.amqp_url,
-            batch_size=self.settings.relay_batch_size,
-            poll_interval=self.settings.relay_poll_interval,
-        )
+        return OutboxRelay.from_settings(self.engine, outbox, self.settings)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> EventsSettings:
