@@ -66,6 +66,9 @@ class Requeue(Exception):
 class _Delivery:
     message: Message
     work_queue: WorkQueue
+    #: Which connection it came on: an outcome for an earlier, lost connection is dropped (the
+    #: broker has already given that message back to the queue).
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class QueueWorker:
         self._inbox: queue.Queue[_Delivery | None] = queue.Queue()
         self._outcomes: queue.Queue[_Outcome] = queue.Queue()
         self._busy = threading.Event()
+        self._generation = 0
         self._thread = threading.Thread(target=self._work, name="handler", daemon=True)
 
     # ---- handler thread -------------------------------------------------------------------
@@ -115,9 +119,13 @@ class QueueWorker:
                 return
             self._busy.set()
             try:
-                self._outcomes.put(self._handle(delivery))
+                outcome = self._handle(delivery)
+            except BaseException as exc:  # the handler thread must survive whatever happened
+                log.exception("%s: handling failed outside the handler", self.label)
+                outcome = _Outcome(delivery, "retry", f"{type(exc).__name__}: {exc}")
             finally:
                 self._busy.clear()
+            self._outcomes.put(outcome)
 
     def _handle(self, delivery: _Delivery) -> _Outcome:
         name = delivery.work_queue.name
@@ -126,6 +134,8 @@ class QueueWorker:
             data = load_data(envelope)
         except PoisonMessage as exc:
             return _Outcome(delivery, "dead", str(exc))
+        except Exception as exc:  # noqa: BLE001 - whatever the decoder raised, the body is poison
+            return _Outcome(delivery, "dead", f"undecodable: {type(exc).__name__}: {exc}"[:1000])
         try:
             self.handler(envelope, data)
         except PoisonMessage as exc:
@@ -144,7 +154,7 @@ class QueueWorker:
     # ---- connection thread ----------------------------------------------------------------
     def _receiver(self, work_queue: WorkQueue) -> Callable[[Message], None]:
         def on_message(message: Message) -> None:
-            self._inbox.put(_Delivery(message, work_queue))
+            self._inbox.put(_Delivery(message, work_queue, self._generation))
 
         return on_message
 
@@ -155,7 +165,10 @@ class QueueWorker:
             message.ack()
             return
         headers = dict(message.headers or {})
-        attempt = int(headers.get(ATTEMPT_HEADER, 1))
+        try:
+            attempt = max(1, int(headers.get(ATTEMPT_HEADER, 1)))
+        except (TypeError, ValueError):
+            attempt = 1
         if outcome.progress:
             attempt = 1
         if outcome.action == "requeue":
@@ -202,6 +215,11 @@ class QueueWorker:
                 outcome = self._outcomes.get_nowait()
             except queue.Empty:
                 return
+            if outcome.delivery.generation != self._generation:
+                log.info(
+                    "%s: dropping the outcome of a delivery from a lost connection", self.label
+                )
+                continue
             self._settle(outcome, publisher)
 
     def run(self) -> None:
@@ -210,6 +228,7 @@ class QueueWorker:
         backoff = 0.5
         while not self.stopping.is_set():
             connection = connect(self.amqp_url, heartbeat=self.heartbeat)
+            self._generation += 1
             try:
                 connection.ensure_connection(max_retries=1)
                 declare_topology(connection, self.retry_delays, self.work_queues)
@@ -278,6 +297,11 @@ class QueueWorker:
         log.info("%s: consuming", self.label)
         try:
             while not self.stopping.is_set():
+                if not self._thread.is_alive():
+                    log.error("%s: the handler thread died; starting a new one", self.label)
+                    self._busy.clear()
+                    self._thread = threading.Thread(target=self._work, name="handler", daemon=True)
+                    self._thread.start()
                 self._drain_outcomes(publisher)
                 busy = self._busy.is_set() or not self._inbox.empty()
                 try:

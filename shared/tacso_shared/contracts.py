@@ -55,12 +55,13 @@ class EventPublishedV1(Schema):
     starts_at = fields.AwareDateTime(required=True)
     ends_at = fields.AwareDateTime(required=True)
     venue = fields.Nested(VenueV1, load_default=None, allow_none=True)
-    online_url = fields.Url(load_default=None, allow_none=True)
+    online_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
     capacity = fields.Integer(load_default=None, allow_none=True)
     organiser_id = fields.String(required=True)
     organiser_name = fields.String(required=True)
     organiser_email = fields.Email(load_default=None, allow_none=True)
-    url = fields.Url(required=True)
+    # PUBLIC_BASE_URL may be an internal name (http://events:5002): no top-level domain needed.
+    url = fields.Url(required=True, require_tld=False)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def parse_envelope(body: bytes | str) -> Envelope:
     """Decode and validate an envelope; raise :class:`PoisonMessage` if it cannot be."""
     try:
         raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PoisonMessage(f"body is not JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise PoisonMessage("body is not a JSON object")

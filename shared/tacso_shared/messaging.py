@@ -65,6 +65,7 @@ class ConfirmingPublisher:
         self._nacked: set[int] = set()
         self._returned: set[str] = set()
         self._next_tag = 1
+        self._awaited: set[int] = set()
 
     def _ensure_channel(self) -> Any:
         if self._channel is None:
@@ -80,9 +81,8 @@ class ConfirmingPublisher:
 
     def _settle(self, tag: int, multiple: bool, into: set[int]) -> None:
         if multiple:
-            into.update(
-                t for t in range(1, tag + 1) if t not in self._acked and t not in self._nacked
-            )
+            # Only the tags still awaited: earlier batches' tags are long forgotten.
+            into.update(t for t in self._awaited if t <= tag)
         else:
             into.add(tag)
 
@@ -124,6 +124,7 @@ class ConfirmingPublisher:
                     mandatory=True,
                 )
                 tags[self._next_tag] = message.message_id
+                self._awaited.add(self._next_tag)
                 self._next_tag += 1
             self._wait_for(tags)
         except (TimeoutError, OSError, amqp.exceptions.AMQPError) as exc:
@@ -137,6 +138,7 @@ class ConfirmingPublisher:
         for tag in tags:
             self._acked.discard(tag)
             self._nacked.discard(tag)
+            self._awaited.discard(tag)
         self._returned.difference_update(tags.values())
         return confirmed
 
@@ -162,3 +164,4 @@ class ConfirmingPublisher:
         self._acked.clear()
         self._nacked.clear()
         self._returned.clear()
+        self._awaited.clear()

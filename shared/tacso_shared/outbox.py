@@ -88,7 +88,10 @@ class OutboxRelay:
         self._amqp_url = amqp_url
         self._batch_size = batch_size
         self._poll_interval = poll_interval
-        self._connection = connect(amqp_url)
+        # No heartbeats: the relay's connection is used in short bursts and would otherwise have
+        # to be serviced while it sleeps between polls; a dead one fails the next batch, which
+        # is simply retried.
+        self._connection = connect(amqp_url, heartbeat=0)
         self._publisher: ConfirmingPublisher | None = None
         self.stopping = threading.Event()
         self.last_error: str | None = None
@@ -108,7 +111,7 @@ class OutboxRelay:
 
     def _ensure_publisher(self) -> ConfirmingPublisher:
         if self._publisher is None:
-            self._connection = connect(self._amqp_url)
+            self._connection = connect(self._amqp_url, heartbeat=0)
             declare_topology(self._connection)
             self._publisher = ConfirmingPublisher(self._connection)
         return self._publisher

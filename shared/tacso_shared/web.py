@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, NoReturn
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask_smorest import Api
 from flask_smorest import abort as smorest_abort
 from sqlalchemy import Engine, text
@@ -38,6 +39,27 @@ def configure_app(app: Flask, title: str, version: str, admin_api_key: str) -> A
     )
     api = Api(app)
     api.spec.components.security_scheme(SECURITY_SCHEME, {"type": "http", "scheme": "bearer"})
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        # PostgreSQL cannot store NUL in text: refuse it here with a clear answer, not a 500.
+        if "\x00" in request.path or any(
+            "\x00" in value for _, values in request.args.lists() for value in values
+        ):
+            abort(400, message="NUL characters are not allowed in the URL.")
+        if request.is_json and b"\\u0000" in request.get_data(cache=True):
+            body = request.get_json(silent=True)
+            fields = (
+                sorted(k for k, v in body.items() if "\\u0000" in json.dumps(v))
+                if isinstance(body, dict)
+                else []
+            )
+            reason = ["NUL characters are not allowed."]
+            abort(
+                422,
+                message="NUL characters are not allowed.",
+                errors={"json": {f: reason for f in fields} if fields else reason},
+            )
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

@@ -44,8 +44,8 @@ LEDGER_FLUSH_SIZE = 50
 #: SMTP connections one worker keeps sending on at once (SMTP_CONNECTIONS below).
 SMTP_CONNECTIONS = 4
 #: The documented duplicate window of one worker killed inside SMTP: mail the server accepted
-#: but the ledger had not recorded yet (one unflushed batch plus one message per connection).
-CRASH_WINDOW = LEDGER_FLUSH_SIZE + SMTP_CONNECTIONS
+#: but the ledger had not recorded yet (one unflushed batch plus two messages per connection).
+CRASH_WINDOW = LEDGER_FLUSH_SIZE + 2 * SMTP_CONNECTIONS
 
 #: Fast recovery: the retry schedule outlasts a 20 s outage; a dead worker's claims expire in
 #: 10 s. The rate limit stretches a 2,000-mail fan-out over about 10 s, so that each fault lands

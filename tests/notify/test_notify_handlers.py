@@ -488,7 +488,12 @@ class TestMakeHandler:
         with pytest.raises(TransientError, match="503") as caught:
             handle(self.envelope(event), event)
 
-        assert isinstance(caught.value.__cause__, AudienceUnavailable)
+        causes = []
+        cause: BaseException | None = caught.value
+        while cause is not None:
+            causes.append(cause)
+            cause = cause.__cause__
+        assert any(isinstance(c, AudienceUnavailable) for c in causes)
         assert caught.value.progress is False
 
     def test_turns_a_transient_send_failure_into_a_transient_error(
@@ -544,3 +549,53 @@ class TestMakeHandler:
 
         assert mailer.sent == []
         assert ledger.counts("ev-1") == {"invitation": {PENDING: 3}}
+
+
+class FailingAfterFirstPage(FakeDirectory):
+    """Yields one page, then the registry goes away."""
+
+    def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
+        yield self.organisations[: self.page_size]
+        raise AudienceUnavailable("registry unreachable: connection refused")
+
+
+class FlakyLedger(DeliveryLedger):
+    """A ledger whose first writes of sent mail fail, as when the database restarts."""
+
+    def __init__(self, inner: DeliveryLedger, failures: int) -> None:
+        super().__init__(inner.sessions)
+        self.failures = failures
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("database restarting")
+        super().record(*args, **kwargs)
+
+
+class TestPassingFailuresMidPass:
+    def test_a_registry_outage_after_some_mail_records_it_and_reports_progress(
+        self, ledger: DeliveryLedger, deps_for: DepsFactory
+    ) -> None:
+        mailer = FakeMailer()
+        handle = make_handler(INVITATION, deps_for(FailingAfterFirstPage(recipients(6)), mailer))
+        event = make_event()
+
+        with pytest.raises(TransientError) as caught:
+            handle(TestMakeHandler().envelope(event), event)
+
+        assert caught.value.progress is True, "the retry schedule starts over"
+        assert len(mailer.sent) == 3
+        assert sorted(statuses(ledger).values()) == ["sent"] * 3
+
+    def test_a_failed_ledger_write_is_retried_so_sent_mail_is_never_forgotten(
+        self, ledger: DeliveryLedger, deps_for: DepsFactory
+    ) -> None:
+        mailer = FakeMailer()
+        deps = deps_for(FakeDirectory(recipients(4)), mailer)
+        deps.ledger = FlakyLedger(ledger, failures=2)
+
+        fan_out(make_event(), INVITATION, deps)
+
+        assert len(mailer.sent) == 4
+        assert sorted(statuses(ledger).values()) == ["sent"] * 4

@@ -75,3 +75,8 @@ class TestContracts:
     def test_outgoing_data_is_checked_before_it_is_stored(self) -> None:
         with pytest.raises(ValueError, match="revision"):
             dump_data(EVENT_PUBLISHED, event_data(revision=0))
+
+
+def test_absurdly_nested_json_is_poison_not_a_crash() -> None:
+    with pytest.raises(PoisonMessage):
+        parse_envelope(b"[" * 100_000)

@@ -75,7 +75,7 @@ class NotifySettings:
             ),
             registry_url=env_str(env, "REGISTRY_URL", "http://localhost:5001"),
             retry_delays=delays or DEFAULT_RETRY_DELAYS,
-            prefetch=env_int(env, "WORKER_PREFETCH", 10),
+            prefetch=env_int(env, "WORKER_PREFETCH", 1),
             smtp_connections=env_int(env, "SMTP_CONNECTIONS", 4),
             smtp_rate_limit=env_float(env, "SMTP_RATE_LIMIT", 0.0),
             lease_seconds=env_float(env, "DELIVERY_LEASE_SECONDS", 60.0),

@@ -155,10 +155,13 @@ def resend_failed_cmd(event_id: str, kind: str | None) -> None:
     total = 0
     messages = []
     for queue in [kind] if kind else sorted(QUEUE_KINDS):
-        emails = notify.ledger.reopen_failed(event_id, snapshot.revision, QUEUE_KINDS[queue].value)
+        mail_kind = QUEUE_KINDS[queue].value
+        emails = notify.ledger.reopen_failed(event_id, snapshot.revision, mail_kind)
         notify.ledger.unsuppress(emails)
         total += len(emails)
-        if emails:
+        # Whatever is pending gets a message, so running the command again after a failed
+        # publish still drives the deliveries it reopened the first time.
+        if notify.ledger.counts(event_id).get(mail_kind, {}).get("pending"):
             messages.append(
                 OutgoingMessage(
                     message_id=envelope.id,

@@ -38,14 +38,14 @@ AUDIENCES: dict[MessageKind, Audience] = {
 
 
 class SendingPaused(Exception):
-    """The SMTP server refused for now; what was sent is recorded, the rest is still owed."""
+    """SMTP or registry failed for now; what was sent is recorded, the rest is still owed."""
 
     def __init__(self, reason: str, progress: bool) -> None:
         super().__init__(reason)
         self.progress = progress
 
 
-class DeliveriesHeld(Exception):
+class DeliveriesHeld(SendingPaused):
     """Some deliveries are leased by another worker (alive, or dead until its lease runs out)."""
 
 
@@ -77,6 +77,8 @@ class Dependencies:
     flush_seconds: float = 0.5
     #: How long a claimed delivery stays reserved for this worker without being renewed.
     lease_seconds: float = 60.0
+    #: How long to keep retrying a failed ledger write of sent mail before giving up.
+    record_patience: float = 60.0
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
@@ -103,14 +105,32 @@ class _Progress:
         elif result.outcome == TRANSIENT:
             self.retrying.append((result.delivery_id, result.reason))
             self.transient_reason = self.transient_reason or result.reason
+
+    def maybe_flush(self) -> None:
+        """Write to the ledger if the batch is full or old enough."""
         if len(self.sent) + len(self.failed) >= self.deps.flush_every or (
             time.monotonic() - self.last_flush > self.deps.flush_seconds
         ):
             self.flush()
 
     def flush(self) -> None:
-        self.deps.ledger.record(self.sent, self.failed, self.retrying)
-        self.deps.ledger.suppress(self.suppress)
+        """Write what was sent and failed; keep trying while the database is away.
+
+        Mail the SMTP server accepted must be recorded: giving up here would send it again.
+        """
+        delay = 0.5
+        deadline = time.monotonic() + self.deps.record_patience
+        while True:
+            try:
+                self.deps.ledger.record(self.sent, self.failed, self.retrying)
+                self.deps.ledger.suppress(self.suppress)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("ledger write failed; retrying in %.1fs", delay, exc_info=True)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
         self.result.sent += len(self.sent)
         self.result.failed += len(self.failed)
         self.sent, self.failed, self.retrying, self.suppress = [], [], [], []
@@ -152,18 +172,21 @@ def _send_page(
             while (result := deps.pool.poll()) is not None:
                 outstanding -= 1
                 progress.add(result, addresses[result.delivery_id])
+            progress.maybe_flush()
     except BaseException:
         deps.pool.halt()
         raise
     finally:
         if deps.stopping.is_set():
             deps.pool.halt()
-        # Every job handed to the pool comes back, so no result leaks into the next fan-out.
+        # Every job handed to the pool comes back, so no result leaks into the next fan-out
+        # (collecting only: the ledger write comes after, where a failure cannot cut this short).
         while outstanding:
             result = deps.pool.poll(timeout=1.0)
             if result is not None:
                 outstanding -= 1
                 progress.add(result, addresses[result.delivery_id])
+    progress.maybe_flush()
     return held
 
 
@@ -185,6 +208,10 @@ def fan_out(event: Mapping[str, Any], kind: MessageKind, deps: Dependencies) -> 
             held += _send_page(event, kind, page, prepared, deps, progress)
             if progress.transient_reason or deps.stopping.is_set():
                 break
+    except AudienceUnavailable as exc:
+        raise SendingPaused(
+            str(exc), progress=progress.result.sent + len(progress.sent) > 0
+        ) from exc
     finally:
         # Whatever ended the pass (registry gone, shutdown, a bug), what was sent is recorded.
         progress.flush()
@@ -194,7 +221,8 @@ def fan_out(event: Mapping[str, Any], kind: MessageKind, deps: Dependencies) -> 
     if deps.stopping.is_set():
         raise Interrupted(f"shutting down after {progress.result.sent} sent")
     if held:
-        raise DeliveriesHeld(f"{held} deliveries are held by another worker's lease")
+        message = f"{held} deliveries are held by another worker's lease"
+        raise DeliveriesHeld(message, progress=progress.result.sent > 0)
     return progress.result
 
 
@@ -240,7 +268,7 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
             result = fan_out(event, kind, deps)
         except SendingPaused as exc:
             raise TransientError(str(exc), progress=exc.progress) from exc
-        except (AudienceUnavailable, DeliveriesHeld) as exc:
+        except AudienceUnavailable as exc:  # before the first page: nothing was sent
             raise TransientError(str(exc)) from exc
         except Interrupted as exc:
             raise Requeue(str(exc)) from exc

@@ -15,7 +15,7 @@ class DeliveryQuerySchema(Schema):
     organisation_id = fields.String()
     kind = fields.String(validate=validate.OneOf([k.value for k in MessageKind]))
     status = fields.String(validate=validate.OneOf(STATUSES))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     page_size = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 

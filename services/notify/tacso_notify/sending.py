@@ -77,7 +77,9 @@ class SenderPool:
         rate_per_second: float = 0.0,
     ) -> None:
         self.connections = max(1, connections)
-        self._jobs: queue.Queue[SendJob | None] = queue.Queue(maxsize=self.connections * 8)
+        # Small on purpose: what is queued here may be sent while the ledger write of earlier
+        # mail is under way, which widens the crash window (docs/reliability.md).
+        self._jobs: queue.Queue[SendJob | None] = queue.Queue(maxsize=self.connections)
         self._results: queue.Queue[SendResult] = queue.Queue()
         self._halted = threading.Event()
         self._limiter = RateLimiter(rate_per_second)
@@ -99,6 +101,9 @@ class SenderPool:
         self._halted.set()
 
     def resume(self) -> None:
+        """Work again after :meth:`halt`, forgetting results nobody collected."""
+        while self.poll() is not None:
+            pass
         self._halted.clear()
 
     def _run(self, mailer: Mailer) -> None:

@@ -63,7 +63,7 @@ class OrganisationQuerySchema(Schema):
         metadata={"description": "Repeat to match any of several topics."},
     )
     mailing_consent = fields.Boolean()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
     after = fields.String(
         metadata={
