@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import click
 from flask import Flask
@@ -51,8 +50,3 @@ def service_cli(
             run_until_signalled(relay.run_forever, relay.stopping.set)
 
     return group
-
-
-def run(group: click.Group, **kwargs: Any) -> None:
-    """Run ``group`` as the program's main entry."""
-    group(**kwargs)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -202,12 +201,3 @@ class OutboxRelay:
             self.stopping.wait(backoff)
         self._reset()
         log.info("outbox relay stopped")
-
-
-def wait_until_drained(relay: OutboxRelay, timeout: float = 10.0) -> None:
-    """Run passes until nothing is pending (or raise after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while relay.pending_count() > 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError("outbox not drained")
-        relay.run_once()

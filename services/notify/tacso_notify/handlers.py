@@ -13,7 +13,7 @@ from typing import Any
 from tacso_notify.audience import AudienceUnavailable, Directory
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import MessageKind, PreparedMessage, Recipient, Sender, prepare_message
-from tacso_notify.sending import FAILED, SENT, SKIPPED, TRANSIENT, SenderPool, SendJob, SendResult
+from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
 from tacso_shared.consumer import Handler, Requeue, TransientError
 from tacso_shared.contracts import EVENT_PUBLISHED, load_data
 from tacso_shared.envelope import Envelope
@@ -284,6 +284,3 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
         )
 
     return handle
-
-
-__all__ = ["SKIPPED", "Dependencies", "FanOutResult", "fan_out", "make_handler"]
