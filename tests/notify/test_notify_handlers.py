@@ -92,7 +92,7 @@ class FakeMailer:
         self.refused_for_now: dict[str, str] = {}
         self.attempts: list[str] = []
 
-    def send(self, mail_from: str, recipient: str, message: bytes) -> None:
+    def send(self, mail_from: str, recipient: str, message: bytes, smtputf8: bool = False) -> None:
         self.attempts.append(recipient)
         if recipient in self.refused_for_good:
             raise PermanentSendError(self.refused_for_good[recipient])

@@ -26,7 +26,7 @@ class FakeMailer:
         self.log, self.permanent, self.transient, self.gate = log, permanent, transient, gate
         self.closed = False
 
-    def send(self, mail_from: str, recipient: str, message: bytes) -> None:
+    def send(self, mail_from: str, recipient: str, message: bytes, smtputf8: bool = False) -> None:
         self.gate.wait(5)
         if recipient in self.permanent:
             raise PermanentSendError("550 no such user")

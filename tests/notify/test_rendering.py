@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesParser, Parser
 from typing import Any
 
 import icalendar
 import pytest
 
+from tacso_notify.addressing import UnsendableAddress
 from tacso_notify.rendering import (
     MessageKind,
     PreparedMessage,
@@ -55,9 +56,13 @@ def make_event(**changes: Any) -> dict[str, Any]:
     return event
 
 
-def recipient(name: str = "Udruženje Zdravo", organisation_id: str = "org-7") -> Recipient:
+def recipient(
+    name: str = "Udruženje Zdravo",
+    organisation_id: str = "org-7",
+    email: str = "info@zdravo.example",
+) -> Recipient:
     """A CSO to send to."""
-    return Recipient(organisation_id=organisation_id, name=name, email="info@zdravo.example")
+    return Recipient(organisation_id=organisation_id, name=name, email=email)
 
 
 def render(
@@ -191,12 +196,41 @@ class TestHeaders:
         assert message["To"].addresses[0].display_name == "Evil Bcc: victim@example.com"
 
     @pytest.mark.parametrize(
-        "mailbox", ["žena@example.ba", "a@b.example>\r\nBcc: victim@example.com", "no-at-sign"]
+        "mailbox",
+        [
+            "a@b.example>\r\nBcc: victim@example.com",
+            "no-at-sign",
+            '"a\\"b"@example.org',
+            "a@[127.0.0.1]",
+            "a b@example.org",
+            "a@exa mple.org",
+        ],
     )
     def test_unusable_mailbox_is_refused(self, mailbox: str) -> None:
         prepared = prepare_message(make_event(), MessageKind.INVITATION, SENDER)
-        with pytest.raises(ValueError, match="cannot address"):
+        with pytest.raises(UnsendableAddress):
             prepared.for_recipient(Recipient(organisation_id="org-1", name="X", email=mailbox))
+
+    def test_an_idn_domain_is_addressed_in_its_ascii_form(self) -> None:
+        message = render(to=recipient("Žene za prava", email="info@žene.example.ba"))
+        assert message["To"].addresses[0].addr_spec == "info@xn--ene-b3a.example.ba"
+        assert message["To"].addresses[0].display_name == "Žene za prava"
+
+    def test_a_utf8_local_part_goes_into_the_header_as_utf8(self) -> None:
+        raw = prepare_message(make_event(), MessageKind.INVITATION, SENDER).for_recipient(
+            Recipient(organisation_id="org-1", name="Udruženje", email="žena@example.ba")
+        )
+        to_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"To: "))
+        assert to_line.endswith(" <žena@example.ba>".encode())
+        # An RFC 6532 reader decodes the header as UTF-8.
+        headers = Parser(policy=policy.default).parsestr(raw.decode("utf-8"))
+        assert headers["To"].addresses[0].addr_spec == "žena@example.ba"
+
+    def test_a_long_name_is_wrapped_with_crlf_only(self) -> None:
+        raw = prepare_message(make_event(), MessageKind.INVITATION, SENDER).for_recipient(
+            recipient("Udruženje građana " * 12)
+        )
+        assert b"\n" not in raw.replace(b"\r\n", b"")
 
     def test_recipient_without_a_name_is_addressed_and_greeted_by_mailbox(self) -> None:
         message = render(to=recipient(""))

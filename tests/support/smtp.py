@@ -159,9 +159,11 @@ class RecordingSMTPServer:
     ``stop()`` followed by ``start()`` (or ``restart()``) listens on the same port again.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, smtputf8: bool = True) -> None:
         self.host = host
         self.port = port
+        #: Whether the server offers the SMTPUTF8 extension (RFC 6531).
+        self.smtputf8 = smtputf8
         self._cond = threading.Condition()
         self._messages: list[ReceivedMail] = []
         self._rejections: list[Rejection] = []
@@ -185,7 +187,7 @@ class RecordingSMTPServer:
                 sock,
                 server_hostname="tacso-test-smtp",  # avoids a slow getfqdn() per connection
                 data_size_limit=DATA_SIZE_LIMIT,
-                enable_SMTPUTF8=True,
+                enable_SMTPUTF8=self.smtputf8,
                 decode_data=False,
                 auth_required=False,
                 # Services under test may keep a connection open between sends.

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tacso_notify.addressing import UnsendableAddress, smtp_address
 from tacso_notify.audience import AudienceUnavailable, Directory
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import MessageKind, PreparedMessage, Recipient, Sender, prepare_message
@@ -101,7 +102,8 @@ class _Progress:
             self.sent.append(result.delivery_id)
         elif result.outcome == FAILED:
             self.failed.append((result.delivery_id, result.reason))
-            self.suppress.append((recipient, result.reason))
+            if result.suppress:
+                self.suppress.append((recipient, result.reason))
         elif result.outcome == TRANSIENT:
             self.retrying.append((result.delivery_id, result.reason))
             self.transient_reason = self.transient_reason or result.reason
@@ -140,6 +142,25 @@ class _Progress:
             self.last_renew = now
 
 
+def _job_for(
+    delivery_id: int, recipient: Recipient, prepared: PreparedMessage, sender: Sender
+) -> SendJob | str:
+    """This recipient's copy, ready for the pool, or the reason there can be none.
+
+    The isolation rule of the fan-out: whatever goes wrong while making one recipient's copy
+    (their address, their name, a header that cannot be encoded) is that delivery's failure
+    alone, recorded with the reason; it never stops the page, the event or the worker.
+    """
+    try:
+        address = smtp_address(recipient.email)
+        message = prepared.for_recipient(recipient, address)
+    except Exception as exc:  # any cause here concerns this recipient only
+        if not isinstance(exc, UnsendableAddress):
+            log.warning("cannot render for %s", recipient.organisation_id, exc_info=True)
+        return f"cannot be sent to this recipient: {exc}"[:500]
+    return SendJob(delivery_id, sender.address, address.mailbox, message, address.smtputf8)
+
+
 def _send_page(
     event: Mapping[str, Any],
     kind: MessageKind,
@@ -165,9 +186,12 @@ def _send_page(
                 continue
             if deps.stopping.is_set() or deps.pool.halted:
                 break
+            job = _job_for(delivery_id, recipient, prepared, deps.sender)
+            if isinstance(job, str):
+                progress.failed.append((delivery_id, job))
+                continue
             addresses[delivery_id] = recipient.email
-            message = prepared.for_recipient(recipient)
-            deps.pool.submit(SendJob(delivery_id, deps.sender.address, recipient.email, message))
+            deps.pool.submit(job)
             outstanding += 1
             while (result := deps.pool.poll()) is not None:
                 outstanding -= 1

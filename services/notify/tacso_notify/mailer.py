@@ -18,13 +18,30 @@ class TransientSendError(Exception):
 
 
 class PermanentSendError(Exception):
-    """The server will never take the message for this recipient (5xx): record and give up."""
+    """The server will never take the message for this recipient (5xx): record and give up.
+
+    ``suppress`` says whether the address itself was refused (a 5xx to RCPT: stop writing to
+    it) rather than this one message (a 5xx to DATA, or a server that cannot carry it).
+    """
+
+    def __init__(self, reason: str, suppress: bool = True) -> None:
+        super().__init__(reason)
+        self.suppress = suppress
+
+
+class SmtpUtf8Unsupported(PermanentSendError):
+    """The address needs SMTPUTF8 and this server does not offer it: this recipient alone fails."""
+
+    def __init__(self) -> None:
+        super().__init__("server does not support SMTPUTF8", suppress=False)
 
 
 class Mailer(Protocol):
     """Hands one flattened message to the mail system."""
 
-    def send(self, mail_from: str, recipient: str, message: bytes) -> None: ...
+    def send(
+        self, mail_from: str, recipient: str, message: bytes, smtputf8: bool = False
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -42,16 +59,25 @@ class SmtpSettings:
     timeout: float = 30.0
 
 
-def _transmit(smtp: smtplib.SMTP, mail_from: str, recipient: str, message: bytes) -> None:
+def _transmit(
+    smtp: smtplib.SMTP, mail_from: str, recipient: str, message: bytes, smtputf8: bool = False
+) -> None:
     """``smtplib.SMTP.sendmail`` for one recipient and a message already in CRLF form.
 
-    The same exceptions as ``sendmail``; the difference is that the message is scanned for
-    lines starting with a dot only when it has one (``sendmail`` runs a regular expression over
-    every message, a measurable share of the fan-out's CPU).
+    The same exceptions as ``sendmail``, plus :class:`SmtpUtf8Unsupported`; the difference is
+    that the message is scanned for lines starting with a dot only when it has one (``sendmail``
+    runs a regular expression over every message, a measurable share of the fan-out's CPU).
     """
     smtp.ehlo_or_helo_if_needed()
     # Bodies are 8-bit UTF-8: say so where the server understands it.
     options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else []
+    if smtputf8:
+        if not smtp.has_extn("smtputf8"):
+            raise SmtpUtf8Unsupported()
+        options.append("SMTPUTF8")
+    # smtplib switches the command encoding to UTF-8 for SMTPUTF8 and never back: set it for
+    # every transaction so an ASCII-only one never goes out as UTF-8 by accident.
+    smtp.command_encoding = "utf-8" if smtputf8 else "ascii"
     code, reply = smtp.mail(mail_from, options)
     if code != 250:
         raise smtplib.SMTPSenderRefused(code, reply, mail_from)
@@ -71,12 +97,12 @@ def _transmit(smtp: smtplib.SMTP, mail_from: str, recipient: str, message: bytes
         raise smtplib.SMTPDataError(code, reply)
 
 
-def _classify(code: int, text: str | bytes) -> Exception:
+def _classify(code: int, text: str | bytes, suppress: bool = True) -> Exception:
     reason = text.decode(errors="replace") if isinstance(text, bytes) else text
     message = f"{code} {reason}".strip()
     if 400 <= code < 500:
         return TransientSendError(message)
-    return PermanentSendError(message)
+    return PermanentSendError(message, suppress=suppress)
 
 
 class SmtpMailer:
@@ -113,13 +139,20 @@ class SmtpMailer:
                 raise TransientSendError(f"SMTP server unreachable: {exc}") from exc
         return self._smtp
 
-    def send(self, mail_from: str, recipient: str, message: bytes) -> None:
-        """Send ``message`` to ``recipient``; raise Transient/PermanentSendError if refused."""
+    def send(
+        self, mail_from: str, recipient: str, message: bytes, smtputf8: bool = False
+    ) -> None:
+        """Send ``message`` to ``recipient``; raise Transient/PermanentSendError if refused.
+
+        ``smtputf8``: the recipient's address (and so the message's To header) is UTF-8.
+        """
         for attempt in (1, 2):
             smtp = self._connection()
             try:
-                _transmit(smtp, mail_from, recipient, message)
+                _transmit(smtp, mail_from, recipient, message, smtputf8)
                 return
+            except SmtpUtf8Unsupported:
+                raise
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = exc.recipients.get(recipient, (550, b"recipient refused"))
                 self._reset_after_refusal(smtp)
@@ -136,7 +169,8 @@ class SmtpMailer:
                     raise TransientSendError(f"SMTP server disconnected: {exc}") from exc
             except smtplib.SMTPResponseException as exc:
                 self.close() if exc.smtp_code == 421 else self._reset_after_refusal(smtp)
-                raise _classify(exc.smtp_code, exc.smtp_error) from exc
+                # A 5xx after RCPT was accepted refuses this message, not the address.
+                raise _classify(exc.smtp_code, exc.smtp_error, suppress=False) from exc
             except (OSError, smtplib.SMTPException) as exc:
                 self.close()
                 raise TransientSendError(f"SMTP error: {exc}") from exc

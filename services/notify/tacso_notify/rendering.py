@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 import jinja2
 
+from tacso_notify.addressing import SmtpAddress, UnsendableAddress, smtp_address
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
 
 __all__ = [
@@ -158,13 +159,20 @@ class PreparedMessage:
         self._slots = tuple(slots)
         self._slow = slow
 
-    def for_recipient(self, recipient: Recipient) -> bytes:
-        """The full RFC 5322 message for ``recipient``, CRLF line endings, ready for SMTP."""
+    def for_recipient(self, recipient: Recipient, address: SmtpAddress | None = None) -> bytes:
+        """The full RFC 5322 message for ``recipient``, CRLF line endings, ready for SMTP.
+
+        ``address`` is the recipient's SMTP form (computed from ``recipient.email`` if not
+        given). Raises (``UnsendableAddress``, ``ValueError``, ``UnicodeError``) when this
+        recipient's copy cannot be made; the fan-out fails that delivery alone.
+        """
+        if address is None:
+            address = smtp_address(recipient.email)
         name = _clean(recipient.name)
         # Header order carries no meaning, so the personal headers simply go first.
         head = (
             b"To: "
-            + _address_header(name, recipient.email)
+            + _address_header(name, address.mailbox)
             + b"\r\nMessage-ID: <"
             + uuid.uuid4().hex.encode("ascii")
             + self._id_suffix
@@ -181,7 +189,11 @@ class PreparedMessage:
             body = parts.html.replace(_HTML_TOKEN, escaped)
             message = _assemble(parts.headers, text, body, cte=None, calendar=parts.calendar)
             return head + message.as_bytes(policy=SMTP)
-        values = (name.encode("utf-8"), escaped.encode("utf-8"))
+        # The spliced name lands in a CRLF message: its own line breaks must be CRLF too.
+        values = (
+            name.replace("\n", "\r\n").encode("utf-8"),
+            escaped.replace("\n", "\r\n").encode("utf-8"),
+        )
         segments = self._segments
         out = [head, segments[0]]
         for index, slot in enumerate(self._slots, start=1):
@@ -423,12 +435,21 @@ def _clean(text: str) -> str:
 
 
 def _address_header(name: str, email: str) -> bytes:
-    """``name <email>`` for a To header: quoted if ASCII, RFC 2047 encoded words otherwise."""
-    if not email.isascii() or _MAILBOX.fullmatch(email) is None:
-        # Also refuses non-ASCII mailboxes: messages are not sent with SMTPUTF8.
-        raise ValueError(f"cannot address {email!r}")
+    """``name <email>`` for a To header: quoted if ASCII, RFC 2047 encoded words otherwise.
+
+    ``email`` is an SMTP mailbox (IDNA domain); a UTF-8 local part goes into the header as
+    UTF-8 (RFC 6532), which only a server offering SMTPUTF8 is sent.
+    """
+    if _MAILBOX.fullmatch(email) is None:
+        raise UnsendableAddress(f"cannot address {email!r}")
     if name.isascii() and len(name) <= _ASCII_NAME_UNFOLDED:
-        return formataddr((name, email)).encode("ascii")
+        if not name:
+            return email.encode("utf-8")
+        if email.isascii():
+            return formataddr((name, email)).encode("ascii")
+        # formataddr quotes the name as needed; the UTF-8 mailbox then goes in as it is.
+        display = formataddr((name, "mailbox@invalid"))
+        return (display[: display.rindex("<")] + f"<{email}>").encode("utf-8")
     data = name.encode("utf-8")
     words = []
     start = 0
@@ -439,7 +460,7 @@ def _address_header(name: str, email: str) -> bytes:
             cut -= 1
         words.append(b"=?utf-8?b?" + binascii.b2a_base64(data[start:cut], newline=False) + b"?=")
         start = cut
-    return b"\r\n ".join(words) + b" <" + email.encode("ascii") + b">"
+    return b"\r\n ".join(words) + b" <" + email.encode("utf-8") + b">"
 
 
 def _ascii_header_value(value: str) -> bytes:

@@ -24,15 +24,22 @@ class SendJob:
     mail_from: str
     recipient: str
     message: bytes
+    #: The recipient's mailbox (and the To header) is UTF-8: needs the SMTPUTF8 extension.
+    smtputf8: bool = False
 
 
 @dataclass(frozen=True)
 class SendResult:
-    """What became of a job: sent, failed for good, failed for now, or skipped (pool halted)."""
+    """What became of a job: sent, failed for good, failed for now, or skipped (pool halted).
+
+    ``suppress`` (with ``failed``): the server refused the address itself, so bulk mail to it
+    stops; a failure of one message (its content, an extension the server lacks) does not.
+    """
 
     delivery_id: int
     outcome: str
     reason: str = ""
+    suppress: bool = False
 
 
 class RateLimiter:
@@ -122,18 +129,27 @@ class SenderPool:
         self._limiter.acquire()
         if self._halted.is_set():
             return SendResult(job.delivery_id, SKIPPED)
-        try:
-            mailer.send(job.mail_from, job.recipient, job.message)
-        except PermanentSendError as exc:
-            return SendResult(job.delivery_id, FAILED, str(exc))
-        except TransientSendError as exc:
-            self._halted.set()
-            return SendResult(job.delivery_id, TRANSIENT, str(exc))
-        except Exception as exc:
-            log.exception("unexpected error sending to %s", job.recipient)
-            self._halted.set()
-            return SendResult(job.delivery_id, TRANSIENT, f"{type(exc).__name__}: {exc}")
-        return SendResult(job.delivery_id, SENT)
+        for attempt in (1, 2):
+            try:
+                mailer.send(job.mail_from, job.recipient, job.message, job.smtputf8)
+            except PermanentSendError as exc:
+                return SendResult(job.delivery_id, FAILED, str(exc), suppress=exc.suppress)
+            except TransientSendError as exc:
+                self._halted.set()
+                return SendResult(job.delivery_id, TRANSIENT, str(exc))
+            except Exception as exc:
+                # Neither the server's answer nor a network error: something about this message
+                # that the mail library could not handle. Once more on a fresh connection, in
+                # case the connection was at fault; a second time it is this delivery's own
+                # failure, never a reason to stop everyone else's mail.
+                log.warning("unexpected error sending to %r", job.recipient, exc_info=True)
+                mailer.close()
+                if attempt == 2:
+                    reason = f"could not be sent: {type(exc).__name__}: {exc}"
+                    return SendResult(job.delivery_id, FAILED, reason[:500])
+            else:
+                return SendResult(job.delivery_id, SENT)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def submit(self, job: SendJob) -> None:
         """Queue a job (waits while the queue is full: the senders set the pace)."""
