@@ -139,9 +139,7 @@ class SmtpMailer:
                 raise TransientSendError(f"SMTP server unreachable: {exc}") from exc
         return self._smtp
 
-    def send(
-        self, mail_from: str, recipient: str, message: bytes, smtputf8: bool = False
-    ) -> None:
+    def send(self, mail_from: str, recipient: str, message: bytes, smtputf8: bool = False) -> None:
         """Send ``message`` to ``recipient``; raise Transient/PermanentSendError if refused.
 
         ``smtputf8``: the recipient's address (and so the message's To header) is UTF-8.
