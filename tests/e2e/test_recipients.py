@@ -125,6 +125,7 @@ class TestInternationalisedAddresses:
         smtputf8_server(False)
         first = publish_ba_event(stack)
         rows = wait_until(functools.partial(settled, stack, first), timeout=120, message=first)
+        assert rows is not None
 
         by_status = {r["recipient"]: r for r in rows}
         failed = sorted(e for e, r in by_status.items() if r["status"] == "failed")
@@ -141,6 +142,7 @@ class TestInternationalisedAddresses:
         smtputf8_server(True)
         second = publish_ba_event(stack)
         rows = wait_until(functools.partial(settled, stack, second), timeout=120, message=second)
+        assert rows is not None
         assert [r for r in rows if r["status"] != "sent"] == []
         delivered = sorted(m.rcpt_tos[0] for m in mail_of(smtp_server, second))
         assert delivered == sorted(
