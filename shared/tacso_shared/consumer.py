@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 ATTEMPT_HEADER = "x-tacso-attempt"
 REASON_HEADER = "x-tacso-reason"
 
-Handler = Callable[[Envelope, dict[str, Any]], None]
+Handler = Callable[[Envelope, Any], None]
+#: Validates an envelope's ``data`` by its type; raises :class:`PoisonMessage` if it cannot.
+Loader = Callable[[Envelope], Any]
 
 
 class TransientError(Exception):
@@ -92,6 +94,7 @@ class QueueWorker:
         heartbeat: int = 30,
         shutdown_timeout: float = 8.0,
         stopping: threading.Event | None = None,
+        loader: Loader = load_data,
     ) -> None:
         self.amqp_url = amqp_url
         self.work_queues = (
@@ -99,6 +102,8 @@ class QueueWorker:
         )
         self.label = ",".join(q.name for q in self.work_queues)
         self.handler = handler
+        #: The integration contracts by default; a service adds its own internal message types.
+        self.loader = loader
         self.retry_delays = tuple(retry_delays)
         self.prefetch = prefetch
         self.heartbeat = heartbeat
@@ -131,7 +136,7 @@ class QueueWorker:
         name = delivery.work_queue.name
         try:
             envelope = parse_envelope(delivery.message.body)
-            data = load_data(envelope)
+            data = self.loader(envelope)
         except PoisonMessage as exc:
             return _Outcome(delivery, "dead", str(exc))
         except Exception as exc:  # noqa: BLE001 - whatever the decoder raised, the body is poison

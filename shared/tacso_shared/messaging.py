@@ -165,3 +165,47 @@ class ConfirmingPublisher:
         self._nacked.clear()
         self._returned.clear()
         self._awaited.clear()
+
+
+class SyncPublisher:
+    """Publishes from one thread, on a connection of its own, and returns once confirmed.
+
+    For a handler that must hand work on before it acts (a fan-out's next page): the consumer's
+    own connection belongs to its I/O thread, so the handler thread publishes on this one. It has
+    no heartbeats (nobody reads it while idle); a broken connection is replaced and the publish
+    tried once more before :class:`PublishError` is raised.
+    """
+
+    def __init__(self, url: str, confirm_timeout: float = 10.0) -> None:
+        self._url = url
+        self._confirm_timeout = confirm_timeout
+        self._connection: Connection | None = None
+        self._publisher: ConfirmingPublisher | None = None
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish ``messages``; raise :class:`PublishError` unless the broker took them all."""
+        for attempt in (1, 2):
+            try:
+                if self._publisher is None:
+                    self._connection = connect(self._url, heartbeat=0)
+                    self._publisher = ConfirmingPublisher(self._connection, self._confirm_timeout)
+                confirmed = self._publisher.publish_batch(messages)
+                if len(confirmed) == len(messages):
+                    return
+                raise PublishError(f"{len(messages) - len(confirmed)} messages not confirmed")
+            except Exception as exc:
+                self.close()
+                if attempt == 2:
+                    if isinstance(exc, PublishError):
+                        raise
+                    raise PublishError(f"publishing failed: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        """Drop the connection; the next publish opens a new one."""
+        if self._publisher is not None:
+            self._publisher.close()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.release()
+        self._publisher = self._connection = None

@@ -82,6 +82,18 @@ class FakeDirectory:
         for start in range(0, len(self.organisations), self.page_size):
             yield self.organisations[start : start + self.page_size]
 
+    def page(
+        self, country: str, kind: str, topics: Sequence[str], after: str | None, size: int
+    ) -> tuple[list[Recipient], str | None]:
+        self.asked.append((country, kind, list(topics)))
+        if self.unavailable:
+            raise AudienceUnavailable("registry answered 503: down for maintenance")
+        ids = [o.organisation_id for o in self.organisations]
+        start = 0 if after is None else ids.index(after) + 1
+        page = self.organisations[start : start + size]
+        more = start + size < len(self.organisations)
+        return page, page[-1].organisation_id if page and more else None
+
 
 class FakeMailer:
     """Records every accepted send; refuses chosen addresses for good or for now."""

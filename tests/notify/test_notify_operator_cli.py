@@ -160,7 +160,13 @@ class TestResendFailed:
         connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
         _, _, body = connection.channel().basic_get(queue, auto_ack=True)
         connection.close()
-        assert json.loads(body)["id"] == envelope.id
+        # A page task that starts a fan-out chain of its own from the first page.
+        task = json.loads(body)
+        assert task["type"] == "org.tacso.notify.fanout.page.v1"
+        assert task["data"]["event_id"] == event["event_id"]
+        assert task["data"]["after"] is None
+        assert task["data"]["kind"] == "invitation"
+        assert task["data"]["chain"].startswith("resend-")
 
     def test_an_unknown_event_is_a_clear_error(self, env: dict[str, str]) -> None:
         result = CliRunner().invoke(cli, ["resend-failed", "nope"])

@@ -25,6 +25,12 @@ class Directory(Protocol):
         """Yield pages of ``kind`` organisations in ``country`` (any of ``topics``; all if none)."""
         ...
 
+    def page(
+        self, country: str, kind: str, topics: Sequence[str], after: str | None, size: int
+    ) -> tuple[list[Recipient], str | None]:
+        """One page of that audience after the keyset cursor ``after``, and the next cursor."""
+        ...
+
 
 class RegistryDirectory:
     """Reads the audience from registry's ``GET /api/v1/organisations`` with keyset paging.
@@ -70,6 +76,22 @@ class RegistryDirectory:
             raise AudienceUnavailable(f"registry answered 200 without a page: {exc}") from exc
         return body
 
+    def page(
+        self, country: str, kind: str, topics: Sequence[str], after: str | None, size: int
+    ) -> tuple[list[Recipient], str | None]:
+        params: dict[str, Any] = {
+            "country": country,
+            "kind": kind,
+            "mailing_consent": "true",
+            "page_size": min(size, self.page_size),
+        }
+        if topics:
+            params["topic"] = list(topics)
+        if after is not None:
+            params["after"] = after
+        body = self._get(params)
+        return [_recipient(o) for o in body["items"]], body.get("next_after") or None
+
     def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
         params: dict[str, Any] = {
             "country": country,
@@ -87,16 +109,17 @@ class RegistryDirectory:
             body = self._get(params)
             items = body["items"]
             if items:
-                yield [
-                    Recipient(
-                        organisation_id=o["id"],
-                        name=o["name"],
-                        email=o["email"],
-                        language=o.get("language", "en"),
-                    )
-                    for o in items
-                ]
+                yield [_recipient(o) for o in items]
             after = body.get("next_after")
             if not after:
                 return
             params["page_size"] = self.page_size
+
+
+def _recipient(organisation: dict[str, Any]) -> Recipient:
+    return Recipient(
+        organisation_id=organisation["id"],
+        name=organisation["name"],
+        email=organisation["email"],
+        language=organisation.get("language", "en"),
+    )

@@ -17,9 +17,11 @@ from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.mailer import SmtpMailer, SmtpSettings
 from tacso_notify.rendering import MessageKind, Sender
 from tacso_notify.sending import SenderPool
+from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_shared.config import CommonSettings, ConfigError, env_bool, env_float, env_int, env_str
 from tacso_shared.consumer import QueueWorker
 from tacso_shared.db import make_engine, make_session_factory, migrate
+from tacso_shared.messaging import SyncPublisher
 from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QUEUE_FAMILIES
 
 SERVICE = "notify"
@@ -101,6 +103,13 @@ class Notify:
             rate_per_second=settings.smtp_rate_limit,
         )
         stopping = threading.Event()
+        family = QUEUE_FAMILIES[queue]
+        publisher = SyncPublisher(settings.common.amqp_url)
+
+        def hand_on(task: PageTask) -> None:
+            # Straight to the back of the same country queue: any worker of the family takes it.
+            publisher.publish([page_task_message(task, family.queue_for(task.country).name)])
+
         deps = Dependencies(
             ledger=self.ledger,
             directory=RegistryDirectory(settings.registry_url, settings.common.admin_api_key),
@@ -109,16 +118,20 @@ class Notify:
             domain=settings.sender.address.rpartition("@")[2] or "tacso.local",
             lease_seconds=settings.lease_seconds,
             stopping=stopping,
+            hand_on=hand_on,
         )
         consumer = QueueWorker(
             settings.common.amqp_url,
-            QUEUE_FAMILIES[queue].queues(countries),
+            family.queues(countries),
             make_handler(QUEUE_KINDS[queue], deps),
             retry_delays=settings.retry_delays,
             prefetch=settings.prefetch,
             stopping=stopping,
+            loader=load_message,
         )
-        return NotifyWorker(consumer, pool, lambda: warm_up(QUEUE_KINDS[queue], deps))
+        return NotifyWorker(
+            consumer, pool, lambda: warm_up(QUEUE_KINDS[queue], deps), publisher.close
+        )
 
 
 @dataclass
@@ -128,6 +141,7 @@ class NotifyWorker:
     consumer: QueueWorker
     pool: SenderPool
     warm_up: Callable[[], None]
+    close_publisher: Callable[[], None]
 
     def run(self) -> None:
         """Consume until stopped, then close the SMTP connections."""
@@ -136,6 +150,7 @@ class NotifyWorker:
             self.consumer.run()
         finally:
             self.pool.close()
+            self.close_publisher()
 
     def stop(self) -> None:
         """Ask the worker to finish (safe from a signal handler)."""

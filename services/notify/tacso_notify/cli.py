@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import click
 
 from tacso_notify.app import create_app
 from tacso_notify.bootstrap import QUEUE_KINDS, apply_migrations, bootstrap, load_settings
+from tacso_notify.tasks import PageTask, page_task_message
 from tacso_shared.cli import service_cli
 from tacso_shared.deadletters import list_dead_letters, replay_dead_letters
 from tacso_shared.envelope import parse_envelope
-from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
+from tacso_shared.messaging import ConfirmingPublisher, connect
 from tacso_shared.runtime import run_until_signalled
 from tacso_shared.topology import QUEUE_FAMILIES, declare_topology
 from tacso_shared.vocabulary import COUNTRIES
@@ -162,16 +164,15 @@ def resend_failed_cmd(event_id: str, kind: str | None) -> None:
         # Whatever is pending gets a message, so running the command again after a failed
         # publish still drives the deliveries it reopened the first time.
         if notify.ledger.counts(event_id).get(mail_kind, {}).get("pending"):
-            messages.append(
-                OutgoingMessage(
-                    message_id=envelope.id,
-                    message_type=envelope.type,
-                    routing_key=QUEUE_FAMILIES[queue].queue_for(country).name,
-                    body=snapshot.envelope.encode(),
-                    exchange="",
-                    headers={"x-tacso-resend": "failed"},
-                )
+            # A fan-out chain of its own: the first one's pages have all been handed on already.
+            task = PageTask(
+                event_id=event_id,
+                revision=snapshot.revision,
+                kind=mail_kind,
+                country=country,
+                chain=f"resend-{uuid.uuid4()}:{mail_kind}",
             )
+            messages.append(page_task_message(task, QUEUE_FAMILIES[queue].queue_for(country).name))
     if messages:
         with connect(notify.settings.common.amqp_url) as connection:
             declare_topology(connection, notify.settings.retry_delays)

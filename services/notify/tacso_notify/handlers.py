@@ -6,20 +6,30 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tacso_notify.addressing import UnsendableAddress, smtp_address
-from tacso_notify.audience import AudienceUnavailable, Directory
+from tacso_notify.audience import (
+    DEFAULT_PAGE_SIZE,
+    FIRST_PAGE_SIZE,
+    AudienceUnavailable,
+    Directory,
+)
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import MessageKind, PreparedMessage, Recipient, Sender, prepare_message
 from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
+from tacso_notify.tasks import PageTask
 from tacso_shared.consumer import Handler, Requeue, TransientError
 from tacso_shared.contracts import EVENT_PUBLISHED, load_data
-from tacso_shared.envelope import Envelope
+from tacso_shared.envelope import Envelope, PoisonMessage, parse_envelope
+from tacso_shared.messaging import PublishError
 
 log = logging.getLogger(__name__)
+
+#: How many rendered messages a worker keeps (events it is serving at once).
+PREPARED_CACHE_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,11 @@ class Dependencies:
     #: How long to keep retrying a failed ledger write of sent mail before giving up.
     record_patience: float = 60.0
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: Puts the task of a fan-out's next page on the queue (a worker's broker publisher). Without
+    #: it (tests, tools) a handler serves the whole audience in one pass instead.
+    hand_on: Callable[[PageTask], None] | None = None
+    #: Messages rendered for recent (event, revision, kind): pages of one event reuse them.
+    prepared: dict[tuple[str, int, str], PreparedMessage] = field(default_factory=dict)
 
 
 class _Progress:
@@ -214,6 +229,62 @@ def _send_page(
     return held
 
 
+def _prepared_for(
+    event: Mapping[str, Any], kind: MessageKind, deps: Dependencies
+) -> PreparedMessage:
+    """The message of ``kind`` for this event revision, rendered once per worker."""
+    key = (str(event["event_id"]), int(event["revision"]), kind.value)
+    prepared = deps.prepared.get(key)
+    if prepared is None:
+        prepared = prepare_message(event, kind, deps.sender, deps.domain)
+        if len(deps.prepared) >= PREPARED_CACHE_SIZE:
+            deps.prepared.pop(next(iter(deps.prepared)))
+        deps.prepared[key] = prepared
+    return prepared
+
+
+def fan_out_page(
+    event: Mapping[str, Any], kind: MessageKind, task: PageTask, deps: Dependencies
+) -> FanOutResult:
+    """Send ``kind`` mail to one page of the event's audience, handing the next page on first.
+
+    The next page's task goes to the queue *before* this page is sent, so another worker can
+    take it meanwhile (one event shared by all workers) and so other events' messages queued
+    behind it come first (fairness). Raises like :func:`fan_out`; a retried page does not hand on
+    again (the ledger remembers the chain's continuations).
+    """
+    if deps.hand_on is None:
+        raise RuntimeError("fan_out_page needs deps.hand_on")
+    audience = AUDIENCES[kind]
+    topics = list(event["topics"]) if audience.match_topics else []
+    size = FIRST_PAGE_SIZE if task.number == 1 else DEFAULT_PAGE_SIZE
+    page, next_after = deps.directory.page(
+        event["country"], audience.organisation_kind, topics, task.after, size
+    )
+    if next_after is not None and deps.ledger.continuation_due(task.chain, next_after):
+        try:
+            deps.hand_on(task.next(next_after))
+        except PublishError as exc:
+            raise SendingPaused(f"could not hand the next page on: {exc}", progress=False) from exc
+        deps.ledger.continuation_done(task.chain, next_after)
+    prepared = _prepared_for(event, kind, deps)
+    progress = _Progress(deps, token=str(uuid.uuid4()))
+    deps.pool.resume()
+    try:
+        held = _send_page(event, kind, page, prepared, deps, progress)
+    finally:
+        progress.flush()
+        deps.ledger.release(progress.token)
+    if progress.transient_reason:
+        raise SendingPaused(progress.transient_reason, progress=progress.result.sent > 0)
+    if deps.stopping.is_set():
+        raise Interrupted(f"shutting down after {progress.result.sent} sent")
+    if held:
+        message = f"{held} deliveries are held by another worker's lease"
+        raise DeliveriesHeld(message, progress=progress.result.sent > 0)
+    return progress.result
+
+
 def fan_out(event: Mapping[str, Any], kind: MessageKind, deps: Dependencies) -> FanOutResult:
     """Send one mail of ``kind`` to each organisation of the event's audience that has none yet.
 
@@ -284,12 +355,36 @@ def warm_up(kind: MessageKind, deps: Dependencies) -> None:
 
 
 def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
-    """The consumer-facing handler: fan out; turn passing failures into a retry."""
+    """The consumer-facing handler: fan out; turn passing failures into a retry.
 
-    def handle(envelope: Envelope, event: dict[str, Any]) -> None:
-        deps.ledger.save_snapshot(event["event_id"], event["revision"], envelope.to_json())
+    It takes the event's ``event.published`` message (the first page of the fan-out, or the
+    whole audience when ``deps.hand_on`` is not set) and notify's page tasks (a later page).
+    """
+
+    def handle(envelope: Envelope, message: Any) -> None:
+        if isinstance(message, PageTask):
+            task = message
+            if task.kind != kind.value:
+                raise PoisonMessage(f"a {task.kind} page task on a {kind.value} queue")
+            snapshot = deps.ledger.snapshot(task.event_id, task.revision)
+            if snapshot is None:
+                raise PoisonMessage(f"no snapshot of event {task.event_id} rev {task.revision}")
+            event = load_data(parse_envelope(snapshot.envelope))
+        else:
+            event = message
+            deps.ledger.save_snapshot(event["event_id"], event["revision"], envelope.to_json())
+            task = PageTask(
+                event_id=event["event_id"],
+                revision=event["revision"],
+                kind=kind.value,
+                country=event["country"],
+                chain=f"{envelope.id}:{kind.value}",
+            )
         try:
-            result = fan_out(event, kind, deps)
+            if deps.hand_on is None:
+                result = fan_out(event, kind, deps)
+            else:
+                result = fan_out_page(event, kind, task, deps)
         except SendingPaused as exc:
             raise TransientError(str(exc), progress=exc.progress) from exc
         except AudienceUnavailable as exc:  # before the first page: nothing was sent
@@ -297,10 +392,11 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
         except Interrupted as exc:
             raise Requeue(str(exc)) from exc
         log.info(
-            "%s for event %s rev %s (%s): %d sent, %d failed, %d already done",
+            "%s for event %s rev %s page %d (%s): %d sent, %d failed, %d already done",
             kind.value,
             event["event_id"],
             event["revision"],
+            task.number,
             envelope.id,
             result.sent,
             result.failed,

@@ -11,7 +11,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from tacso_notify.models import FAILED, PENDING, SENT, Delivery, EventSnapshot, Suppression
+from tacso_notify.models import (
+    FAILED,
+    PENDING,
+    SENT,
+    Delivery,
+    EventSnapshot,
+    FanOutContinuation,
+    Suppression,
+)
 from tacso_notify.rendering import Recipient
 from tacso_shared.db import transaction
 
@@ -253,6 +261,38 @@ class DeliveryLedger:
         }
         with transaction(self.sessions) as session:
             _insert_ignoring_duplicates(session, [row], cast(sa.Table, EventSnapshot.__table__))
+
+    def snapshot(self, event_id: str, revision: int) -> EventSnapshot | None:
+        """The envelope of one event revision, as first received."""
+        with self.sessions() as session:
+            return session.get(EventSnapshot, (event_id, revision))
+
+    # ---- fan-out chains --------------------------------------------------------------------
+    def continuation_due(self, chain: str, after: str) -> bool:
+        """Whether the page after ``after`` of fan-out ``chain`` still has to be handed on.
+
+        False once it was handed on (published and recorded): a retried page then does not start
+        a second chain. A crash between publishing and :meth:`continuation_done` publishes it once
+        more; page tasks are idempotent, so that costs a page of ledger look-ups, never mail.
+        """
+        row = {"chain": chain, "after": after, "published": False, "created_at": datetime.now(UTC)}
+        table = cast(sa.Table, FanOutContinuation.__table__)
+        with transaction(self.sessions) as session:
+            _insert_ignoring_duplicates(session, [row], table)
+            published = session.scalar(
+                sa.select(table.c.published).where(table.c.chain == chain, table.c.after == after)
+            )
+        return not published
+
+    def continuation_done(self, chain: str, after: str) -> None:
+        """Record that the page after ``after`` of ``chain`` was handed on."""
+        table = cast(sa.Table, FanOutContinuation.__table__)
+        with transaction(self.sessions) as session:
+            session.execute(
+                table.update()
+                .where(table.c.chain == chain, table.c.after == after)
+                .values(published=True)
+            )
 
     def latest_snapshot(self, event_id: str) -> EventSnapshot | None:
         """The newest revision of an event notify has received, if any."""

@@ -71,3 +71,20 @@ class EventSnapshot(Base):
     revision: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     envelope: Mapped[str] = mapped_column(sa.Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FanOutContinuation(Base):
+    """That one page of a fan-out handed the next page on: at most one live chain per fan-out.
+
+    A page task publishes the task of the next page before it sends; when the page is retried
+    (SMTP said "not now", the worker died) it must not start a second chain. ``chain`` is the id
+    of the message that started the fan-out (the event's envelope, or an operator's re-send).
+    """
+
+    __tablename__ = "fanout_continuations"
+
+    chain: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    #: Keyset cursor the next page starts after (an organisation id).
+    after: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    published: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
