@@ -19,6 +19,21 @@ def _fmt(value: Any, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
+def print_fairness(row: dict[str, Any]) -> None:
+    """The fairness row: targets <= 1 s and <= 2 s for the small event, <= 1.1x for the big one."""
+    print()
+    print("Fairness: a big event, and 1 s later a 3-recipient event in another country")
+    if "error" in row:
+        print(f"  FAILED: {row['error'][:300]}")
+        return
+    print(
+        f"  N={row['n']}: small event first mail {row['small_first_after_post_s']:.3f} s and "
+        f"last {row['small_last_after_post_s']:.3f} s after its POST (targets 1 s, 2 s); big "
+        f"event {row['big_with_small_s']:.2f} s vs {row['big_alone_s']:.2f} s alone = "
+        f"{row['big_ratio']:.2f}x (target <= 1.1x)"
+    )
+
+
 def print_fan_out(part: dict[str, Any]) -> None:
     k = part["k"]
     print()

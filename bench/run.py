@@ -9,6 +9,7 @@ Environment (the make target passes them through):
   BENCH_DATABASE       postgres (default) or sqlite
   BENCH_HTTP           1 (default) runs the HTTP part; 0 skips it
   BENCH_HTTP_SECONDS   seconds of load per HTTP endpoint (default 10)
+  BENCH_FAIRNESS_N     size of the big event of the fairness row (default 50000; 0 skips)
 """
 
 from __future__ import annotations
@@ -113,6 +114,24 @@ def fan_out_part(stamp: str, ns: list[int]) -> dict[str, Any]:
     return {"k": k, "rows": rows, "profile": profile}
 
 
+def fairness_part(stamp: str, n: int) -> dict[str, Any]:
+    """The fairness row: a big event, and one second later a 3-recipient one in another country."""
+    from bench.fairness import run_fairness
+    from bench.sink import SmtpSink
+
+    sink = SmtpSink()
+    sink.start()
+    try:
+        with ExitStack() as resources:
+            workdir = RESULTS_DIR / stamp / f"fairness-n{n}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            amqp_url = resources.enter_context(rabbitmq_vhost("tacso-bench"))
+            urls = _databases(resources, workdir)
+            return _attempt("fairness", n, run_fairness, sink, amqp_url, urls, n, workdir)
+    finally:
+        sink.stop()
+
+
 def _attempt(what: str, n: int, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run one measurement; a failure is recorded (and printed) instead of ending the run."""
     try:
@@ -159,7 +178,7 @@ def _cpu_model() -> str:
 
 
 def main() -> None:
-    from bench.report import chart, print_fan_out, print_http
+    from bench.report import chart, print_fairness, print_fan_out, print_http
 
     ns = env_list("BENCH_N", ",".join(map(str, DEFAULT_NS)))
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -173,6 +192,10 @@ def main() -> None:
     }
     results["fan_out"] = fan_out_part(stamp, ns)
     print_fan_out(results["fan_out"])
+    fairness_n = int(os.environ.get("BENCH_FAIRNESS_N", "50000"))
+    if fairness_n:
+        results["fairness"] = fairness_part(stamp, fairness_n)
+        print_fairness(results["fairness"])
     if os.environ.get("BENCH_HTTP", "1") != "0":
         from bench.http_bench import http_part
 
