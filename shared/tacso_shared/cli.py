@@ -7,38 +7,48 @@ from collections.abc import Callable
 import click
 from flask import Flask
 
-from tacso_shared.config import CommonSettings
+from tacso_shared.config import CommonSettings, ConfigError, ServiceSettings
 from tacso_shared.outbox import OutboxRelay
 from tacso_shared.runtime import run_until_signalled, serve, setup_logging
 
 
 def service_cli(
     service: str,
-    load_settings: Callable[[], CommonSettings],
+    load_settings: Callable[[], ServiceSettings],
     apply_migrations: Callable[[CommonSettings], None],
     create_app: Callable[[], Flask],
     make_relay: Callable[[], OutboxRelay] | None,
 ) -> click.Group:
     """A click group with the standard commands of ``service``; add its own commands to it."""
 
+    def common_settings() -> CommonSettings:
+        # A missing or malformed variable is the operator's to fix: one line, no traceback.
+        try:
+            return load_settings().common
+        except ConfigError as exc:
+            raise click.ClickException(f"{service}: {exc}") from exc
+
     @click.group(help=f"The TACSO {service} service.")
-    def group() -> None:
-        setup_logging(service)
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        if ctx.resilient_parsing or "--help" in ctx.args:
+            return
+        setup_logging(service, common_settings().log_level)
 
     @group.command("migrate")
     def migrate_cmd() -> None:
         """Apply database migrations (safe to run from several replicas at once)."""
-        apply_migrations(load_settings())
+        apply_migrations(common_settings())
         click.echo(f"{service}: database is up to date")
 
     @group.command("serve")
     @click.option("--migrate/--no-migrate", default=False, help="Apply migrations first.")
     def serve_cmd(migrate: bool) -> None:
         """Serve the HTTP API with gunicorn."""
-        settings = load_settings()
+        settings = common_settings()
         if migrate:
             apply_migrations(settings)
-        serve(create_app, settings.port, settings.web_concurrency)
+        serve(create_app, settings)
 
     if make_relay is not None:
         relay_factory = make_relay

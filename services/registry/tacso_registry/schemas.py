@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates
 
 from tacso_shared.vocabulary import COUNTRIES, LANGUAGES, ORGANISATION_KINDS, TOPICS
+from tacso_shared.web import AsciiInteger
 
 MAX_PAGE_SIZE = 1000
 
@@ -63,8 +64,8 @@ class OrganisationQuerySchema(Schema):
         metadata={"description": "Repeat to match any of several topics."},
     )
     mailing_consent = fields.Boolean()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+    page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = AsciiInteger(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
     after = fields.String(
         metadata={
             "description": "Keyset paging: only organisations whose id sorts after this one "
