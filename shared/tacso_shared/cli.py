@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 from flask import Flask
@@ -10,6 +11,16 @@ from flask import Flask
 from tacso_shared.config import CommonSettings, ConfigError, ServiceSettings
 from tacso_shared.outbox import OutboxRelay
 from tacso_shared.runtime import run_until_signalled, serve, setup_logging
+
+
+class _ServiceGroup(click.Group):
+    """A click group whose commands report a configuration error as one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(f"{ctx.info_name}: {exc}") from exc
 
 
 def service_cli(
@@ -22,18 +33,17 @@ def service_cli(
     """A click group with the standard commands of ``service``; add its own commands to it."""
 
     def common_settings() -> CommonSettings:
-        # A missing or malformed variable is the operator's to fix: one line, no traceback.
-        try:
-            return load_settings().common
-        except ConfigError as exc:
-            raise click.ClickException(f"{service}: {exc}") from exc
+        return load_settings().common
 
-    @click.group(help=f"The TACSO {service} service.")
-    @click.pass_context
-    def group(ctx: click.Context) -> None:
-        if ctx.resilient_parsing or "--help" in ctx.args:
-            return
-        setup_logging(service, common_settings().log_level)
+    @click.group(cls=_ServiceGroup, help=f"The TACSO {service} service.")
+    def group() -> None:
+        # A missing setting is reported by the command that needs it (so `serve --help` works
+        # without one); logging must exist before that.
+        try:
+            level = common_settings().log_level
+        except ConfigError:
+            level = "INFO"
+        setup_logging(service, level)
 
     @group.command("migrate")
     def migrate_cmd() -> None:
