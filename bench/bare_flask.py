@@ -7,6 +7,7 @@ import os
 
 from flask import Flask
 
+from tacso_shared.config import CommonSettings
 from tacso_shared.runtime import serve
 
 
@@ -25,4 +26,6 @@ def create_app() -> Flask:
 
 
 if __name__ == "__main__":
-    serve(create_app, int(os.environ["BARE_PORT"]), int(os.environ.get("WEB_CONCURRENCY", "2")))
+    # The same settings as the services (BARE_PORT, WEB_CONCURRENCY, WEB_THREADS); no key is used.
+    settings = CommonSettings.load("bare", 0, {**os.environ, "ADMIN_API_KEY": "unused"})
+    serve(create_app, settings)

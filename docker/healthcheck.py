@@ -2,24 +2,29 @@
 
 It reads the command of PID 1 (the process the container was started with):
 
-- ``tacso-<svc> serve``: ``GET http://127.0.0.1:$<SVC>_PORT/healthz`` must answer 200;
+- ``tacso-<svc> serve``: ``GET http://127.0.0.1:<port>/healthz`` must answer 200;
 - ``tacso-<svc> relay`` and ``tacso-notify worker``: PID 1 is that process (it has not been
   replaced by a shell) and the broker at ``$AMQP_URL`` accepts a connection and a login: a worker
   or relay that cannot reach RabbitMQ is reported unhealthy. It does not detect a process that is
   alive and connected but stuck; watch queue depth and the ledger for that (docs/operations.md);
 - anything else (``migrate``, ``seed``, a shell): healthy while it runs.
 
+The port and the broker's URL come from the service's own ``load_settings`` (the same
+environment, read the same way as the process being checked), never from defaults of its own.
+
 Exit 0 when healthy, 1 otherwise (Docker's HEALTHCHECK contract). Cheap: no database access.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-DEFAULT_PORTS = {"registry": 5001, "events": 5002, "notify": 5003}
+SERVICES = ("registry", "events", "notify")
 
 
 def pid1_args() -> list[str]:
@@ -30,24 +35,28 @@ def pid1_args() -> list[str]:
 def service_of(args: list[str]) -> str | None:
     for arg in args:
         name = os.path.basename(arg)
-        if name.startswith("tacso-") and name[len("tacso-") :] in DEFAULT_PORTS:
+        if name.startswith("tacso-") and name[len("tacso-") :] in SERVICES:
             return name[len("tacso-") :]
-        if name.startswith("tacso_") and name[len("tacso_") :] in DEFAULT_PORTS:
+        if name.startswith("tacso_") and name[len("tacso_") :] in SERVICES:
             return name[len("tacso_") :]  # python -m tacso_<svc>
     return None
 
 
+def common_settings(service: str) -> Any:
+    """The service's common settings, read by its own ``load_settings``."""
+    return importlib.import_module(f"tacso_{service}.bootstrap").load_settings().common
+
+
 def check_http(service: str) -> bool:
-    port = os.environ.get(f"{service.upper()}_PORT") or str(DEFAULT_PORTS[service])
-    url = f"http://127.0.0.1:{port}/healthz"
+    url = f"http://127.0.0.1:{common_settings(service).port}/healthz"
     with urllib.request.urlopen(url, timeout=4) as response:
         return bool(response.status == 200)
 
 
-def check_broker() -> bool:
+def check_broker(service: str) -> bool:
     from kombu import Connection  # only workers and relays pay for the import
 
-    url = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672//")
+    url = common_settings(service).amqp_url
     with Connection(url, connect_timeout=4) as connection:
         connection.ensure_connection(max_retries=1)
         return bool(connection.connected)
@@ -62,7 +71,7 @@ def main() -> int:
         if "serve" in args:
             return 0 if check_http(service) else 1
         if "worker" in args or "relay" in args:
-            return 0 if check_broker() else 1
+            return 0 if check_broker(service) else 1
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy; say why
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1

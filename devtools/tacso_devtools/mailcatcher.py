@@ -350,7 +350,7 @@ class MailCatcher:
 
 def main() -> None:
     """Run the mail catcher until SIGTERM or SIGINT."""
-    setup_logging("mailcatcher")
+    setup_logging("mailcatcher", os.environ.get("LOG_LEVEL", "INFO").upper())
     # aiosmtpd logs every SMTP command at INFO; one line per stored mail is enough.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     catcher = MailCatcher(MailCatcherConfig.from_env(os.environ))

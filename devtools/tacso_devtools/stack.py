@@ -20,6 +20,8 @@ from honcho.printer import Printer
 from tacso_shared.config import DEFAULT_AMQP_URL
 from tacso_shared.messaging import broker_reachable
 
+#: The admin key of ``make up`` when none is set: local development only. The services have no
+#: default key at all; this module sets it, and says so, when it starts the stack.
 DEFAULT_KEY = "dev-admin-key"
 
 
@@ -49,7 +51,22 @@ def local_env(base: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("SMTP_HOST", "127.0.0.1")
     env.setdefault("SMTP_PORT", env.get("MAILCATCHER_PORT", "1025"))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # The development key is known to everyone: only this machine may reach the APIs by default.
+    env.setdefault("BIND_HOST", "127.0.0.1")
+    if not env.get("ADMIN_API_KEY"):
+        env["ADMIN_API_KEY"] = DEFAULT_KEY
     return env
+
+
+def development_key_warning(env: Mapping[str, str]) -> str | None:
+    """A warning to print when the stack runs with the well-known development key, else None."""
+    if env.get("ADMIN_API_KEY") != DEFAULT_KEY:
+        return None
+    return (
+        f"WARNING: ADMIN_API_KEY is the development key {DEFAULT_KEY!r}: anyone who can reach "
+        f"the APIs (bound to {env.get('BIND_HOST')}) can read and write everything. Set "
+        "ADMIN_API_KEY to a secret of your own before binding to another interface."
+    )
 
 
 @click.group(help="Run the TACSO stack locally.")
@@ -61,6 +78,9 @@ def cli() -> None:
 def up_cmd() -> None:
     """Migrate, seed, and run every process in the foreground (Ctrl-C stops them all)."""
     env = local_env(os.environ)
+    warning = development_key_warning(env)
+    if warning is not None:
+        click.echo(warning, err=True)
     amqp_url = env.get("AMQP_URL", DEFAULT_AMQP_URL)
     if not broker_reachable(amqp_url):
         click.echo(

@@ -3,42 +3,62 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 from flask import Flask
 
-from tacso_shared.config import CommonSettings
+from tacso_shared.config import CommonSettings, ConfigError, ServiceSettings
 from tacso_shared.outbox import OutboxRelay
 from tacso_shared.runtime import run_until_signalled, serve, setup_logging
 
 
+class _ServiceGroup(click.Group):
+    """A click group whose commands report a configuration error as one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(f"{ctx.info_name}: {exc}") from exc
+
+
 def service_cli(
     service: str,
-    load_settings: Callable[[], CommonSettings],
+    load_settings: Callable[[], ServiceSettings],
     apply_migrations: Callable[[CommonSettings], None],
     create_app: Callable[[], Flask],
     make_relay: Callable[[], OutboxRelay] | None,
 ) -> click.Group:
     """A click group with the standard commands of ``service``; add its own commands to it."""
 
-    @click.group(help=f"The TACSO {service} service.")
+    def common_settings() -> CommonSettings:
+        return load_settings().common
+
+    @click.group(cls=_ServiceGroup, help=f"The TACSO {service} service.")
     def group() -> None:
-        setup_logging(service)
+        # A missing setting is reported by the command that needs it (so `serve --help` works
+        # without one); logging must exist before that.
+        try:
+            level = common_settings().log_level
+        except ConfigError:
+            level = "INFO"
+        setup_logging(service, level)
 
     @group.command("migrate")
     def migrate_cmd() -> None:
         """Apply database migrations (safe to run from several replicas at once)."""
-        apply_migrations(load_settings())
+        apply_migrations(common_settings())
         click.echo(f"{service}: database is up to date")
 
     @group.command("serve")
     @click.option("--migrate/--no-migrate", default=False, help="Apply migrations first.")
     def serve_cmd(migrate: bool) -> None:
         """Serve the HTTP API with gunicorn."""
-        settings = load_settings()
+        settings = common_settings()
         if migrate:
             apply_migrations(settings)
-        serve(create_app, settings.port, settings.web_concurrency)
+        serve(create_app, settings)
 
     if make_relay is not None:
         relay_factory = make_relay

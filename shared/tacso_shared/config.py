@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672//"
 
@@ -63,9 +64,14 @@ def default_sqlite_url(service: str, env: Mapping[str, str]) -> str:
     return f"sqlite:///{var_dir / f'{service}.sqlite3'}"
 
 
+#: The largest request body an API reads (``MAX_CONTENT_LENGTH``): our largest valid request, an
+#: event with a 20,000-character description, is far below it.
+DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class CommonSettings:
-    """Settings every service reads."""
+    """Settings every service reads: database, broker, key, and how its API is served."""
 
     service: str
     database_url: str
@@ -76,22 +82,50 @@ class CommonSettings:
     relay_batch_size: int
     relay_poll_interval: float
     web_concurrency: int
+    web_threads: int
+    bind_host: str
+    access_log: str | None
+    log_level: str
+    max_content_length: int
 
     @classmethod
     def load(
         cls, service: str, default_port: int, env: Mapping[str, str] | None = None
     ) -> CommonSettings:
-        """Read the common settings of ``service`` from ``env`` (default: ``os.environ``)."""
+        """Read the common settings of ``service`` from ``env`` (default: ``os.environ``).
+
+        ``ADMIN_API_KEY`` has no default: a process started without it must not quietly accept a
+        key that everyone knows (``make up`` sets a development key itself, and says so).
+        """
         env = os.environ if env is None else env
         prefix = service.upper()
+        max_content_length = env_int(env, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH)
+        if max_content_length < 1:
+            raise ConfigError(f"MAX_CONTENT_LENGTH must be at least 1, got {max_content_length}")
         return cls(
             service=service,
             database_url=env_str(env, f"{prefix}_DATABASE_URL", default_sqlite_url(service, env)),
             amqp_url=env_str(env, "AMQP_URL", DEFAULT_AMQP_URL),
-            admin_api_key=env_str(env, "ADMIN_API_KEY", "dev-admin-key"),
+            admin_api_key=env_str(env, "ADMIN_API_KEY"),
             public_base_url=env_str(env, "PUBLIC_BASE_URL", "http://localhost:5002").rstrip("/"),
             port=env_int(env, f"{prefix}_PORT", default_port),
             relay_batch_size=env_int(env, "OUTBOX_BATCH_SIZE", 500),
             relay_poll_interval=env_float(env, "OUTBOX_POLL_INTERVAL", 0.2),
             web_concurrency=env_int(env, "WEB_CONCURRENCY", 2),
+            web_threads=env_int(env, "WEB_THREADS", 4),
+            # All interfaces by default: in a container the published port must reach it
+            # (``make up`` binds 127.0.0.1 instead).
+            bind_host=env_str(env, "BIND_HOST", "0.0.0.0"),  # noqa: S104
+            access_log=env.get("ACCESS_LOG") or None,
+            log_level=env_str(env, "LOG_LEVEL", "INFO").upper(),
+            max_content_length=max_content_length,
         )
+
+
+class ServiceSettings(Protocol):
+    """What every service's settings object has: the common settings, composed."""
+
+    @property
+    def common(self) -> CommonSettings:
+        """The settings every service reads."""
+        ...

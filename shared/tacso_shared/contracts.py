@@ -12,6 +12,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from tacso_shared.addresses import EmailAddressField
 from tacso_shared.envelope import Envelope, PoisonMessage
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, LANGUAGES, ORGANISATION_KINDS, TOPICS
 
@@ -29,7 +30,7 @@ class OrganisationRegisteredV1(Schema):
     name = fields.String(required=True)
     kind = fields.String(required=True, validate=validate.OneOf(ORGANISATION_KINDS))
     country = fields.String(required=True, validate=_country)
-    email = fields.Email(required=True)
+    email = EmailAddressField(required=True)
     language = fields.String(required=True, validate=validate.OneOf(sorted(LANGUAGES)))
     topics = fields.List(_topic, required=True)
 
@@ -59,7 +60,7 @@ class EventPublishedV1(Schema):
     capacity = fields.Integer(load_default=None, allow_none=True)
     organiser_id = fields.String(required=True)
     organiser_name = fields.String(required=True)
-    organiser_email = fields.Email(load_default=None, allow_none=True)
+    organiser_email = EmailAddressField(load_default=None, allow_none=True)
     # PUBLIC_BASE_URL may be an internal name (http://events:5002): no top-level domain needed.
     url = fields.Url(required=True, require_tld=False)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -12,11 +11,19 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from tacso_shared.config import CommonSettings
 
-def setup_logging(service: str) -> None:
-    """One line per record, with the service name, level from ``LOG_LEVEL`` (default INFO)."""
+#: gunicorn's own limits on the request line and on one header line, set above werkzeug's so
+#: that an oversized request reaches the app and is answered in the APIs' JSON error shape
+#: (see :mod:`tacso_shared.web`), not as gunicorn's HTML page. 0 would mean unlimited.
+GUNICORN_LIMIT_REQUEST_LINE = 8190
+GUNICORN_LIMIT_REQUEST_FIELD_SIZE = 16380
+
+
+def setup_logging(service: str, level: str = "INFO") -> None:
+    """One line per record, with the service name, at ``level`` (the ``LOG_LEVEL`` setting)."""
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        level=level,
         format=f"%(asctime)s {service} %(process)d %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -37,20 +44,25 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self._factory()
 
 
-def serve(factory: Callable[[], Flask], port: int, workers: int) -> None:
-    """Serve the app from ``factory`` with gunicorn (each worker builds its own app)."""
-    options = {
-        # All interfaces by default: in a container the published port must reach it.
-        "bind": f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{port}",  # noqa: S104
-        "workers": workers,
+def gunicorn_options(settings: CommonSettings) -> dict[str, Any]:
+    """gunicorn's settings for the API of ``settings``' service."""
+    return {
+        "bind": f"{settings.bind_host}:{settings.port}",
+        "workers": settings.web_concurrency,
         "worker_class": "gthread",
-        "threads": int(os.environ.get("WEB_THREADS", "4")),
+        "threads": settings.web_threads,
         "timeout": 30,
         "graceful_timeout": 10,
-        "accesslog": os.environ.get("ACCESS_LOG") or None,
+        "accesslog": settings.access_log,
         "preload_app": False,
+        "limit_request_line": GUNICORN_LIMIT_REQUEST_LINE,
+        "limit_request_field_size": GUNICORN_LIMIT_REQUEST_FIELD_SIZE,
     }
-    _Gunicorn(factory, options).run()
+
+
+def serve(factory: Callable[[], Flask], settings: CommonSettings) -> None:
+    """Serve the app from ``factory`` with gunicorn (each worker builds its own app)."""
+    _Gunicorn(factory, gunicorn_options(settings)).run()
 
 
 def run_until_signalled(run: Callable[[], None], stop: Callable[[], None]) -> None:

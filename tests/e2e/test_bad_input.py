@@ -276,3 +276,115 @@ def test_unknown_ids_are_a_404(stack: Stack, service: str, path: str) -> None:
 def test_reading_deliveries_needs_the_key(stack: Stack) -> None:
     assert requests.get(stack.url("notify", "/api/v1/deliveries"), timeout=10).status_code == 401
     assert stack.get("notify", "/api/v1/deliveries", status="bogus").status_code == 422
+
+
+# ---- the HTTP edge, through the real gunicorn (issue 8: points 5, 6, 8) ----------------------
+SERVICES = ("registry", "events", "notify")
+NO_KEY = {"Authorization": ""}
+
+
+def _raw(stack: Stack, method: str, service: str, path: str, **kwargs: Any) -> requests.Response:
+    return requests.request(method, stack.url(service, path), timeout=30, **kwargs)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_deep_body_with_a_nul_is_not_a_500_without_a_key(stack: Stack, service: str) -> None:
+    body = "[" * 10_000 + '"\\u0000"' + "]" * 10_000
+    response = _raw(
+        stack, "POST", service, "/healthz", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 405
+    assert response.json()["code"] == 405
+    assert "GET" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ('{"name": ' + "[" * 10_000 + "]" * 10_000 + "}", 400, None),
+        ('{"name": "a\\udfff", "kind": "cso"}', 422, "name"),
+        ('{"name": "x", "topics": [' + "1" * 5000 + "]}", 422, None),
+        ('{"name": NaN}', 400, None),
+    ],
+    ids=["deep", "lone-surrogate", "5000-digits", "nan"],
+)
+def test_bodies_json_cannot_hold_safely_are_refused_with_the_reason(
+    stack: Stack, body: str, status: int, field: str | None
+) -> None:
+    response = stack.http.post(
+        stack.url("registry", "/api/v1/organisations"),
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["message"]
+    if field is not None:
+        assert field in response.json()["errors"]["json"]
+
+
+def test_a_large_body_is_a_413_before_the_key_and_on_a_route_without_a_body(stack: Stack) -> None:
+    body = b"x" * (2 * 1024 * 1024)  # twice the default MAX_CONTENT_LENGTH
+    for method, service, path in (
+        ("GET", "events", "/api/v1/events"),
+        ("POST", "registry", "/api/v1/organisations"),
+    ):
+        response = _raw(stack, method, service, path, data=body, headers=NO_KEY)
+        assert response.status_code == 413, (path, response.text)
+        assert response.json()["code"] == 413
+
+
+def test_a_small_body_sent_to_a_route_that_takes_none_is_ignored(stack: Stack) -> None:
+    response = _raw(stack, "GET", "events", "/api/v1/events", data=b"[" * 10_000)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("length", [5_000, 8_000])
+def test_a_long_url_is_a_json_414_not_gunicorns_html(stack: Stack, length: int) -> None:
+    response = _raw(stack, "GET", "events", "/api/v1/events?country=" + "B" * length)
+    assert response.status_code == 414
+    assert response.json()["code"] == 414
+
+
+def test_a_long_header_is_a_json_431_not_gunicorns_html(stack: Stack) -> None:
+    response = _raw(stack, "GET", "events", "/api/v1/events", headers={"X-Long": "a" * 12_000})
+    assert response.status_code == 431
+    assert response.json()["code"] == 431
+
+
+@pytest.mark.parametrize(
+    ("service", "path"), [("events", "/api/v1/events"), ("notify", "/api/v1/deliveries")]
+)
+def test_a_405_names_the_allowed_methods(stack: Stack, service: str, path: str) -> None:
+    response = stack.http.delete(stack.url(service, path), timeout=10)
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/plain", '{"name": "x"}'), ("application/x-www-form-urlencoded", "name=x")],
+)
+def test_a_body_that_is_not_json_is_a_415(stack: Stack, content_type: str, body: str) -> None:
+    response = stack.http.post(
+        stack.url("registry", "/api/v1/organisations"),
+        data=body,
+        headers={"Content-Type": content_type},
+        timeout=10,
+    )
+    assert response.status_code == 415
+    assert response.json()["code"] == 415
+
+
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [
+        ("events", "/api/v1/events"),
+        ("registry", "/api/v1/organisations"),
+        ("notify", "/api/v1/deliveries"),
+    ],
+)
+def test_unicode_digits_are_not_page_numbers(stack: Stack, service: str, path: str) -> None:
+    response = stack.get(service, path, page="١")
+    assert response.status_code == 422
+    assert "page" in response.json()["errors"]["query"]

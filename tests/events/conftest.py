@@ -27,7 +27,7 @@ from tacso_events.registry_client import Organisation, RegistryUnavailable
 from tacso_registry.app import create_app as create_registry_app
 from tacso_registry.bootstrap import apply_migrations as apply_registry_migrations
 from tacso_registry.bootstrap import bootstrap as bootstrap_registry
-from tacso_shared.config import CommonSettings
+from tacso_registry.bootstrap import load_settings as load_registry_settings
 
 ADMIN_KEY = "test-admin-key"
 PUBLIC_BASE_URL = "https://events.tacso.example.org"
@@ -111,7 +111,7 @@ def fake_registry() -> FakeRegistry:
 def events(tmp_path: Path, fake_registry: FakeRegistry) -> Iterator[Events]:
     """The events service wired to a freshly migrated database and the fake registry."""
     settings = events_settings(tmp_path)
-    apply_migrations(settings)
+    apply_migrations(settings.common)
     wired = bootstrap(settings, registry=fake_registry)
     yield wired
     wired.engine.dispose()
@@ -167,16 +167,14 @@ def registry_down(fake_registry: FakeRegistry) -> None:
 @pytest.fixture
 def registry_url(tmp_path: Path, serve_wsgi: Callable[[Any], str]) -> Iterator[str]:
     """A real registry (its own migrated SQLite database) served over HTTP; its base URL."""
-    settings = CommonSettings.load(
-        "registry",
-        5001,
+    settings = load_registry_settings(
         {
             "VAR_DIR": str(tmp_path),
             "REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite3'}",
             "ADMIN_API_KEY": ADMIN_KEY,
         },
     )
-    apply_registry_migrations(settings)
+    apply_registry_migrations(settings.common)
     registry = bootstrap_registry(settings)
     yield serve_wsgi(create_registry_app(registry))
     registry.engine.dispose()

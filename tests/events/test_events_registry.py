@@ -119,7 +119,7 @@ def test_create_an_event_against_the_real_registry(
             "REGISTRY_URL": registry_url,
         }
     )
-    apply_migrations(settings)
+    apply_migrations(settings.common)
     events = bootstrap(settings)  # the real HTTP registry client
     assert isinstance(events.registry, HttpRegistryClient)
     client = create_app(events).test_client()
@@ -162,7 +162,7 @@ def test_events_api_when_the_registry_is_down(
             "REGISTRY_URL": unused_url,
         }
     )
-    apply_migrations(settings)
+    apply_migrations(settings.common)
     events = bootstrap(settings)
     client = create_app(events).test_client()
 
@@ -176,9 +176,10 @@ def test_events_api_when_the_registry_is_down(
 
 
 def test_settings_read_the_registry_url() -> None:
-    assert load_settings({"REGISTRY_URL": "http://registry:5001/"}).registry_url == (
+    key = {"ADMIN_API_KEY": ADMIN_KEY}
+    assert load_settings({**key, "REGISTRY_URL": "http://registry:5001/"}).registry_url == (
         "http://registry:5001"
     )
-    settings = load_settings({})
+    settings = load_settings(key)
     assert settings.registry_url == "http://localhost:5001"
-    assert settings.port == 5002
+    assert settings.common.port == 5002

@@ -19,7 +19,7 @@ from tacso_registry.app import create_app as create_registry_app
 from tacso_registry.bootstrap import Registry
 from tacso_registry.bootstrap import apply_migrations as apply_registry_migrations
 from tacso_registry.bootstrap import bootstrap as bootstrap_registry
-from tacso_shared.config import CommonSettings
+from tacso_registry.bootstrap import load_settings as load_registry_settings
 
 ADMIN_KEY = "test-admin-key"
 
@@ -55,16 +55,14 @@ def admin() -> dict[str, str]:
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     """A registry on its own migrated SQLite database."""
-    settings = CommonSettings.load(
-        "registry",
-        5001,
+    settings = load_registry_settings(
         {
             "VAR_DIR": str(tmp_path),
             "REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite3'}",
             "ADMIN_API_KEY": ADMIN_KEY,
         },
     )
-    apply_registry_migrations(settings)
+    apply_registry_migrations(settings.common)
     wired = bootstrap_registry(settings)
     yield wired
     wired.engine.dispose()

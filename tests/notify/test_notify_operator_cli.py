@@ -39,6 +39,7 @@ def env(tmp_path: Path, amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[
         "AMQP_URL": amqp_url,
         "NOTIFY_DATABASE_URL": f"sqlite:///{tmp_path / 'notify.sqlite3'}",
         "RETRY_DELAYS": "1",
+        "ADMIN_API_KEY": "test-admin-key",
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

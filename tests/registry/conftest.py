@@ -17,8 +17,13 @@ from flask.testing import FlaskClient
 
 from support.infra import postgres_databases
 from tacso_registry.app import create_app
-from tacso_registry.bootstrap import Registry, apply_migrations, bootstrap
-from tacso_shared.config import CommonSettings
+from tacso_registry.bootstrap import (
+    Registry,
+    RegistrySettings,
+    apply_migrations,
+    bootstrap,
+    load_settings,
+)
 
 ADMIN_KEY = "test-admin-key"
 
@@ -28,11 +33,9 @@ PayloadFactory = Callable[..., dict[str, Any]]
 RegisterFunction = Callable[..., dict[str, Any]]
 
 
-def registry_settings(tmp_path: Path, database_url: str) -> CommonSettings:
+def registry_settings(tmp_path: Path, database_url: str) -> RegistrySettings:
     """Settings of a registry on ``database_url`` with the test admin key."""
-    return CommonSettings.load(
-        "registry",
-        5001,
+    return load_settings(
         {
             "VAR_DIR": str(tmp_path),
             "REGISTRY_DATABASE_URL": database_url,
@@ -51,7 +54,7 @@ def registry_database_url(tmp_path: Path) -> str:
 def registry(tmp_path: Path, registry_database_url: str) -> Iterator[Registry]:
     """The registry wired to a freshly migrated database."""
     settings = registry_settings(tmp_path, registry_database_url)
-    apply_migrations(settings)
+    apply_migrations(settings.common)
     wired = bootstrap(settings)
     yield wired
     wired.engine.dispose()
@@ -62,7 +65,7 @@ def postgres_registry(tmp_path: Path) -> Iterator[Registry]:
     """The registry wired to a fresh, migrated PostgreSQL database of its own."""
     with postgres_databases("registry") as urls:
         settings = registry_settings(tmp_path, urls["registry"])
-        apply_migrations(settings)
+        apply_migrations(settings.common)
         wired = bootstrap(settings)
         try:
             yield wired

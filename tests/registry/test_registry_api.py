@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from tacso_registry.bootstrap import Registry
 from tacso_registry.models import outbox
-from tacso_shared.contracts import ORGANISATION_REGISTERED, load_data
+from tacso_shared.contracts import ORGANISATION_REGISTERED, OrganisationRegisteredV1, load_data
 from tacso_shared.envelope import parse_envelope
 from tacso_shared.vocabulary import TOPICS
 
@@ -375,3 +375,80 @@ class TestOpenApi:
             assert "401" in operation["responses"]
         assert "409" in paths["/api/v1/organisations"]["post"]["responses"]
         assert "security" not in paths["/api/v1/topics"]["get"]
+
+
+class TestEmailAddresses:
+    """Issue 8.2: what registry accepts is exactly what can be sent (and what contracts accept)."""
+
+    @pytest.mark.parametrize(
+        ("given", "stored", "ascii_form"),
+        [
+            ("  Info@Zdravo.Example.ORG ", "info@zdravo.example.org", "info@zdravo.example.org"),
+            ("info@žene.example.ba", "info@žene.example.ba", "info@xn--ene-b3a.example.ba"),
+            ("INFO@ŽENE.EXAMPLE.BA", "info@žene.example.ba", "info@xn--ene-b3a.example.ba"),
+            ("žena@example.ba", "žena@example.ba", None),
+            # NFD (z + combining caron) is stored as NFC.
+            ("z\u030cena@example.ba", "žena@example.ba", None),
+        ],
+    )
+    def test_internationalised_addresses_are_accepted_and_normalised(
+        self,
+        client: FlaskClient,
+        admin: dict[str, str],
+        payload: Payload,
+        given: str,
+        stored: str,
+        ascii_form: str | None,
+    ) -> None:
+        response = client.post("/api/v1/organisations", json=payload(email=given), headers=admin)
+
+        assert response.status_code == 201, response.get_json()
+        body = response.get_json()
+        assert (body["email"], body["email_ascii"]) == (stored, ascii_form)
+        again = client.get(f"/api/v1/organisations/{body['id']}", headers=admin).get_json()
+        assert (again["email"], again["email_ascii"]) == (stored, ascii_form)
+
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "a@[127.0.0.1]",
+            '"a\\"b"@example.org',
+            '"a\x07b"@example.org',
+            '"a b"@example.org',
+            "a@localhost",
+            "a@printer.local",
+            "a@example",
+            "a..b@example.org",
+            "a@" + "x" * 250 + ".org",
+            "Name <a@example.org>",
+        ],
+    )
+    def test_what_can_never_be_delivered_is_a_422_naming_the_email(
+        self, client: FlaskClient, admin: dict[str, str], payload: Payload, address: str
+    ) -> None:
+        response = client.post("/api/v1/organisations", json=payload(email=address), headers=admin)
+
+        assert response.status_code == 422, response.get_json()
+        assert list(response.get_json()["errors"]["json"]) == ["email"]
+
+    @pytest.mark.parametrize(
+        "address", ["info@žene.example.ba", "žena@example.ba", "a@[127.0.0.1]", '"a b"@example.org']
+    )
+    def test_the_contracts_accept_exactly_what_the_registry_accepts(
+        self, client: FlaskClient, admin: dict[str, str], payload: Payload, address: str
+    ) -> None:
+        registered = client.post(
+            "/api/v1/organisations", json=payload(email=address), headers=admin
+        ).status_code
+        message = {
+            "organisation_id": "o1",
+            "name": "x",
+            "kind": "cso",
+            "country": "BA",
+            "email": address,
+            "language": "bs",
+            "topics": [],
+        }
+        contract_errors = OrganisationRegisteredV1().validate(message)
+
+        assert (registered == 201) == (not contract_errors), contract_errors

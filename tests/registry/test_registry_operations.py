@@ -154,7 +154,7 @@ class TestOnPostgreSQL:
     def test_migrations_can_run_again_on_a_migrated_database(
         self, postgres_registry: Registry
     ) -> None:
-        apply_migrations(postgres_registry.settings)
+        apply_migrations(postgres_registry.settings.common)
 
         with postgres_registry.engine.connect() as conn:
             version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
@@ -163,7 +163,7 @@ class TestOnPostgreSQL:
     def test_create_and_list_work_through_the_api(self, postgres_registry: Registry) -> None:
         assert postgres_registry.engine.dialect.name == "postgresql"
         client = create_app(postgres_registry).test_client()
-        admin = {"Authorization": f"Bearer {postgres_registry.settings.admin_api_key}"}
+        admin = {"Authorization": f"Bearer {postgres_registry.settings.common.admin_api_key}"}
         payload = {
             "name": "Žene za mir",
             "kind": "cso",
@@ -216,7 +216,7 @@ class TestOnPostgreSQL:
 class TestConcurrentRegistrationOnPostgreSQL:
     def test_a_concurrent_duplicate_email_is_409_not_500(self, postgres_registry: Registry) -> None:
         client = create_app(postgres_registry).test_client()
-        admin = {"Authorization": f"Bearer {postgres_registry.settings.admin_api_key}"}
+        admin = {"Authorization": f"Bearer {postgres_registry.settings.common.admin_api_key}"}
         data = organisation_data(email="race@example.org")
         statuses: list[int] = []
 

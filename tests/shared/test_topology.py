@@ -39,5 +39,7 @@ class TestQueueFamilies:
 
 
 def test_the_worker_command_refuses_an_unknown_country() -> None:
-    result = CliRunner().invoke(cli, ["worker", "--queue", "invitations", "--countries", "BA,FR"])
+    result = CliRunner(env={"ADMIN_API_KEY": "test-admin-key"}).invoke(
+        cli, ["worker", "--queue", "invitations", "--countries", "BA,FR"]
+    )
     assert result.exit_code != 0 and "FR" in result.output

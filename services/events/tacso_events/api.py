@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from tacso_events import operations
 from tacso_events.bootstrap import Events
@@ -14,7 +13,7 @@ from tacso_events.registry_client import RegistryUnavailable
 from tacso_events.schemas import EventCreateSchema, EventPageSchema, EventQuerySchema, EventSchema
 from tacso_shared.auth import admin_required, has_admin_key
 from tacso_shared.db import transaction
-from tacso_shared.web import abort
+from tacso_shared.web import Blueprint, abort
 
 blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Events")
 
@@ -25,7 +24,7 @@ def _events() -> Events:
 
 
 def _base_url() -> str:
-    return _events().settings.public_base_url
+    return _events().settings.common.public_base_url
 
 
 def _correlation_id() -> str | None:

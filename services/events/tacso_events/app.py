@@ -13,7 +13,7 @@ def create_app(events: Events | None = None) -> Flask:
     """Build the events app; nothing connects until a request needs it."""
     events = events or bootstrap()
     app = Flask(__name__)
-    api = configure_app(app, "TACSO events", "1.0", events.settings.admin_api_key)
+    api = configure_app(app, "TACSO events", "1.0", events.settings.common)
     app.extensions["tacso_events"] = events
     api.register_blueprint(blp)
     add_health(app, events.engine)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,9 +24,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @dataclass(frozen=True)
-class EventsSettings(CommonSettings):
+class EventsSettings:
     """The common settings plus where the registry answers (``REGISTRY_URL``)."""
 
+    common: CommonSettings
     registry_url: str = DEFAULT_REGISTRY_URL
     #: Seconds a public listing may be served from memory (``LISTING_CACHE_SECONDS``).
     listing_cache_seconds: float = 1.0
@@ -45,16 +45,15 @@ class Events:
 
     def relay(self) -> OutboxRelay:
         """The outbox relay for this database."""
-        return OutboxRelay.from_settings(self.engine, outbox, self.settings)
+        return OutboxRelay.from_settings(self.engine, outbox, self.settings.common)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> EventsSettings:
     """The events service's settings from ``env`` (default: the environment)."""
     env = os.environ if env is None else env
-    common = CommonSettings.load(SERVICE, DEFAULT_PORT, env)
     registry_url = env_str(env, "REGISTRY_URL", DEFAULT_REGISTRY_URL).rstrip("/")
     return EventsSettings(
-        **dataclasses.asdict(common),
+        common=CommonSettings.load(SERVICE, DEFAULT_PORT, env),
         registry_url=registry_url,
         listing_cache_seconds=env_float(env, "LISTING_CACHE_SECONDS", 1.0),
     )
@@ -68,9 +67,9 @@ def bootstrap(
     ``registry`` replaces the HTTP registry client (tests pass a fake).
     """
     settings = settings or load_settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.common.database_url)
     if registry is None:
-        registry = HttpRegistryClient(settings.registry_url, settings.admin_api_key)
+        registry = HttpRegistryClient(settings.registry_url, settings.common.admin_api_key)
     return Events(
         settings,
         engine,

@@ -17,6 +17,7 @@ from marshmallow import (
 
 from tacso_events.models import PUBLISHED, STATUSES
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
+from tacso_shared.web import AsciiInteger
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -190,8 +191,8 @@ class EventQuerySchema(Schema):
     to = _aware(
         metadata={"description": "Only events that start before this time."},
     )
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
-    page_size = fields.Integer(
+    page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
+    page_size = AsciiInteger(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from tacso_notify.bootstrap import Notify
 from tacso_notify.ledger import DeliveryFilter
@@ -17,6 +16,7 @@ from tacso_notify.schemas import (
     DeliverySummarySchema,
 )
 from tacso_shared.auth import admin_required
+from tacso_shared.web import Blueprint
 
 blp = Blueprint("deliveries", __name__, url_prefix="/api/v1", description="Delivery ledger")
 

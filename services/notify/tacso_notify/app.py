@@ -13,7 +13,7 @@ def create_app(notify: Notify | None = None) -> Flask:
     """Build notify's app; nothing connects until a request needs it."""
     notify = notify or bootstrap()
     app = Flask(__name__)
-    api = configure_app(app, "TACSO notify", "1.0", notify.settings.common.admin_api_key)
+    api = configure_app(app, "TACSO notify", "1.0", notify.settings.common)
     app.extensions["tacso_notify"] = notify
     api.register_blueprint(blp)
     add_health(app, notify.engine)

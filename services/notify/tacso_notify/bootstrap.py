@@ -157,9 +157,9 @@ class NotifyWorker:
         self.consumer.stop()
 
 
-def load_settings() -> NotifySettings:
-    """notify's settings from the environment."""
-    return NotifySettings.load()
+def load_settings(env: Mapping[str, str] | None = None) -> NotifySettings:
+    """notify's settings from ``env`` (default: the environment)."""
+    return NotifySettings.load(env)
 
 
 def bootstrap(settings: NotifySettings | None = None) -> Notify:

@@ -20,7 +20,7 @@ from tacso_shared.vocabulary import COUNTRIES
 
 cli = service_cli(
     "notify",
-    lambda: load_settings().common,
+    load_settings,
     apply_migrations,
     create_app,
     None,

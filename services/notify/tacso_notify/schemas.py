@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from tacso_notify.models import STATUSES
 from tacso_notify.rendering import MessageKind
+from tacso_shared.web import AsciiInteger
 
 
 class DeliveryQuerySchema(Schema):
@@ -15,8 +16,8 @@ class DeliveryQuerySchema(Schema):
     organisation_id = fields.String()
     kind = fields.String(validate=validate.OneOf([k.value for k in MessageKind]))
     status = fields.String(validate=validate.OneOf(STATUSES))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    page_size = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = AsciiInteger(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
 class DeliverySchema(Schema):

@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy.exc import IntegrityError
 
 from tacso_registry import operations
@@ -21,7 +20,7 @@ from tacso_registry.schemas import (
 from tacso_shared.auth import admin_required
 from tacso_shared.db import transaction
 from tacso_shared.vocabulary import TOPICS
-from tacso_shared.web import abort
+from tacso_shared.web import Blueprint, abort
 
 blp = Blueprint(
     "organisations", __name__, url_prefix="/api/v1", description="Organisations and topics"

@@ -13,7 +13,7 @@ def create_app(registry: Registry | None = None) -> Flask:
     """Build the registry app; nothing connects until a request needs it."""
     registry = registry or bootstrap()
     app = Flask(__name__)
-    api = configure_app(app, "TACSO registry", "1.0", registry.settings.admin_api_key)
+    api = configure_app(app, "TACSO registry", "1.0", registry.settings.common)
     app.extensions["tacso_registry"] = registry
     api.register_blueprint(blp)
     add_health(app, registry.engine)

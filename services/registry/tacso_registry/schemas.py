@@ -6,7 +6,9 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates
 
+from tacso_shared.addresses import EmailAddressField, ascii_form
 from tacso_shared.vocabulary import COUNTRIES, LANGUAGES, ORGANISATION_KINDS, TOPICS
+from tacso_shared.web import AsciiInteger
 
 MAX_PAGE_SIZE = 1000
 
@@ -17,7 +19,15 @@ class OrganisationCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     kind = fields.String(required=True, validate=validate.OneOf(ORGANISATION_KINDS))
     country = fields.String(required=True, validate=validate.OneOf(sorted(COUNTRIES)))
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = EmailAddressField(
+        required=True,
+        lower_case=True,
+        metadata={
+            "description": "Stored normalised: white space stripped, Unicode NFC, lower case. "
+            "Internationalised addresses are welcome; quoted local parts and domain literals "
+            "are not."
+        },
+    )
     language = fields.String(required=True, validate=validate.OneOf(sorted(LANGUAGES)))
     topics = fields.List(fields.String(validate=validate.OneOf(sorted(TOPICS))), load_default=list)
     mailing_consent = fields.Boolean(
@@ -33,7 +43,6 @@ class OrganisationCreateSchema(Schema):
     @post_load
     def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         data["name"] = data["name"].strip()
-        data["email"] = data["email"].strip().lower()
         data["topics"] = sorted(set(data["topics"]))
         return data
 
@@ -46,6 +55,14 @@ class OrganisationSchema(Schema):
     kind = fields.String(required=True)
     country = fields.String(required=True)
     email = fields.String(required=True)
+    email_ascii = fields.Function(
+        lambda org: ascii_form(org.email),
+        allow_none=True,
+        metadata={
+            "description": "The address to send to over plain SMTP (the domain in IDNA form); "
+            "null when the local part is not ASCII and sending needs SMTPUTF8."
+        },
+    )
     language = fields.String(required=True)
     topics = fields.List(fields.String(), required=True)
     mailing_consent = fields.Boolean(required=True)
@@ -63,8 +80,8 @@ class OrganisationQuerySchema(Schema):
         metadata={"description": "Repeat to match any of several topics."},
     )
     mailing_consent = fields.Boolean()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+    page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = AsciiInteger(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
     after = fields.String(
         metadata={
             "description": "Keyset paging: only organisations whose id sorts after this one "
