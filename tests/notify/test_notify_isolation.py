@@ -362,4 +362,4 @@ def test_the_property_test_really_meets_idn_and_utf8_addresses() -> None:
         seen["utf8"] |= not local.isascii()
 
     probe()
-    assert seen["idn"]
+    assert seen["idn"] and seen["utf8"], seen
