@@ -21,16 +21,20 @@ import pytest
 import sqlalchemy as sa
 
 from faults.harness import (
+    BAD_TOPIC,
     CRASH_WINDOW,
     DEAD_LETTER_QUEUES,
     INVITATION_WORKERS,
     Audience,
+    FaultReport,
     FaultRun,
     TimedSMTPServer,
     broker_down,
     busiest,
     drain,
+    insert_bad_recipients,
     publish_raw,
+    seed_second_country,
 )
 from support.stack import Stack
 from tacso_shared.contracts import EVENT_PUBLISHED, load_data
@@ -269,3 +273,53 @@ def test_a_worker_stopped_with_sigterm_mid_fan_out_exits_cleanly_and_loses_nothi
     run.finish()
     fault_stack.start(victim)
     run.assert_guarantees()
+
+
+@pytest.mark.timeout(240)
+def test_bad_recipients_on_every_page_fail_alone_and_everyone_else_gets_mail_once(
+    new_run: NewRun, fault_stack: Stack, fault_smtp: TimedSMTPServer, audience: Audience
+) -> None:
+    failing = insert_bad_recipients(fault_stack, audience)
+    refused = {email: (550, "5.1.1 No such mailbox") for email, _ in failing if "refused" in email}
+    run = new_run("9. bad recipients on every page")
+    run.failing = failing
+    run.topics = [audience.topic, BAD_TOPIC]
+    fault_smtp.fail_recipients(refused)
+    try:
+        run.publish()
+        run.fault_now()
+        run.result.note = (
+            f"{len(failing)} bad: {len(refused)} refused at RCPT, "
+            f"{len(failing) - len(refused)} unsendable"
+        )
+        run.finish()
+    finally:
+        fault_smtp.fail_recipients({})
+    run.assert_guarantees()
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_killed_while_two_countries_events_are_in_flight_loses_nothing(
+    new_run: NewRun, fault_stack: Stack, fault_smtp: TimedSMTPServer, fault_report: FaultReport
+) -> None:
+    second = seed_second_country(fault_stack)
+    run = new_run("10. SIGKILL with RS and MK events in flight")
+    other = FaultRun(
+        "10b. (the MK event of case 10)", fault_stack, fault_smtp, second, fault_report
+    )
+    run.publish()
+    other.publish()
+    run.wait_until_flowing()
+    other.wait_until_flowing(count=1)
+    victim = busiest(fault_stack, INVITATION_WORKERS)
+    fault_stack.kill(victim)
+    run.fault_now()
+    other.fault_now()
+    run.result.note = f"killed {victim}; MK had {other.at_fault} of {len(second.expected)} in"
+    run.finish(duplicate_bound=CRASH_WINDOW)
+    other.finish(duplicate_bound=CRASH_WINDOW)
+    fault_stack.start(victim)
+    run.assert_guarantees()
+    other.assert_guarantees()
+    # One killed worker: one window for both events together.
+    assert run.result.duplicated + other.result.duplicated <= CRASH_WINDOW
