@@ -178,14 +178,14 @@ class TestIndependence:
     ) -> None:
         register_many(stack, 4, "cso", "ME", ["youth"], "me-youth")
         register_many(stack, 2, "media", "ME", [], "me-media")
-        codes = stack.stop("press-worker")
-        assert codes == {"press-worker": 0}, "SIGTERM stops a worker cleanly"
+        codes = stack.stop("notify-press-notices")
+        assert codes == {"notify-press-notices": 0}, "SIGTERM stops a worker cleanly"
         try:
             event = publish(stack, event_body(stack, "ME", ["youth"]))
             wait_for_mail(smtp_server, event["id"], "invitation", 4)
             assert mail_of(smtp_server, event["id"], "press_notice") == []
         finally:
-            stack.start("press-worker")
+            stack.start("notify-press-notices")
         wait_for_mail(smtp_server, event["id"], "press_notice", 2)
         wait_all_sent(stack, event["id"], 6)
 

@@ -58,7 +58,7 @@ FAULT_ENV = {
     "SMTP_RATE_LIMIT": str(SMTP_RATE_LIMIT),
 }
 
-INVITATION_WORKERS = tuple(f"invitations-worker-{n}" for n in (1, 2, 3))
+INVITATION_WORKERS = tuple(f"notify-invitations-{n}" for n in (1, 2, 3))
 WORK_QUEUES = ("notify.invitations", "notify.press_notices")
 DEAD_LETTER_QUEUES = tuple(f"{q}.dead" for q in WORK_QUEUES)
 
@@ -70,9 +70,9 @@ Key = tuple[str, str]  # (recipient address, kind of mail)
 
 def configure(stack: Stack) -> None:
     """Three competing invitations workers instead of one."""
-    spec = stack.specs.pop("invitations-worker")
+    spec = stack.specs.pop("notify-invitations")
     for name in INVITATION_WORKERS:
-        stack.specs[name] = ProcessSpec(spec.args, spec.port, dict(spec.env))
+        stack.specs[name] = ProcessSpec(spec.process, spec.port, dict(spec.env))
 
 
 # ---- the audience ----------------------------------------------------------------------------
@@ -607,7 +607,11 @@ class FaultRun:
             queues: object = unsettled(self.amqp_url)
         except Exception as exc:  # noqa: BLE001
             queues = f"unavailable ({exc})"
-        names = [n for n in self.stack.specs if "worker" in n or n == "events-relay"]
+        names = [
+            n
+            for n, spec in self.stack.specs.items()
+            if spec.process.role == "worker" or n == "events-relay"
+        ]
         tails = "\n".join(f"  {n}:\n{log_tail(self.stack, n)}" for n in names)
         return (
             f"\ncase {self.case}, event {self.event_id}\n  ledger: {ledger}\n"

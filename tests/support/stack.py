@@ -1,7 +1,8 @@
 """The whole system as real processes: three APIs, two relays, two notify workers.
 
-Each process is the same command an operator runs (``python -m tacso_<service> ...``), configured
-only through environment variables, so the tests exercise exactly what ``make up`` starts.
+Each process is the same command an operator runs (``python -m tacso_<service> ...``), taken from
+the process manifest (``tacso_devtools.processes``) and configured only through environment
+variables, so the tests exercise exactly what ``make up`` and docker compose start.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import requests
 
 from support.waiting import wait_until
+from tacso_devtools.processes import PROCESSES, SETUP, Process
 
 ADMIN_KEY = "test-admin-key"
 
@@ -33,9 +35,9 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One process of the stack: its command and, for an API, the port it serves on."""
+    """One process of the stack: a manifest entry, the port an API serves on, extra variables."""
 
-    args: tuple[str, ...]
+    process: Process
     port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
 
@@ -62,9 +64,7 @@ class Stack:
             "REGISTRY_DATABASE_URL": database_urls["registry"],
             "EVENTS_DATABASE_URL": database_urls["events"],
             "NOTIFY_DATABASE_URL": database_urls["notify"],
-            "REGISTRY_PORT": str(self.ports["registry"]),
-            "EVENTS_PORT": str(self.ports["events"]),
-            "NOTIFY_PORT": str(self.ports["notify"]),
+            **{p.port_env: str(self.ports[p.service]) for p in PROCESSES if p.port_env},
             "REGISTRY_URL": f"http://127.0.0.1:{self.ports['registry']}",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['events']}",
             "BIND_HOST": "127.0.0.1",
@@ -76,14 +76,12 @@ class Stack:
             "LOG_LEVEL": "INFO",
             **(extra_env or {}),
         }
+        # The manifest's processes under their manifest names (those of docker-compose.yml).
         self.specs: dict[str, ProcessSpec] = {
-            "registry-api": ProcessSpec(("tacso_registry", "serve"), self.ports["registry"]),
-            "events-api": ProcessSpec(("tacso_events", "serve"), self.ports["events"]),
-            "notify-api": ProcessSpec(("tacso_notify", "serve"), self.ports["notify"]),
-            "registry-relay": ProcessSpec(("tacso_registry", "relay")),
-            "events-relay": ProcessSpec(("tacso_events", "relay")),
-            "invitations-worker": ProcessSpec(("tacso_notify", "worker", "--queue", "invitations")),
-            "press-worker": ProcessSpec(("tacso_notify", "worker", "--queue", "press_notices")),
+            process.name: ProcessSpec(
+                process, self.ports[process.service] if process.role == "api" else None
+            )
+            for process in PROCESSES
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.http = requests.Session()
@@ -92,14 +90,9 @@ class Stack:
     # ---- lifecycle -------------------------------------------------------------------------
     def migrate(self) -> None:
         """Apply every service's migrations, as ``make up`` does before starting."""
-        for args in (
-            ("tacso_registry", "migrate"),
-            ("tacso_registry", "seed"),
-            ("tacso_events", "migrate"),
-            ("tacso_notify", "migrate"),
-        ):
+        for step in SETUP:
             subprocess.run(
-                [sys.executable, "-m", *args],
+                step.python_argv(sys.executable),
                 env=self.env,
                 check=True,
                 capture_output=True,
@@ -112,7 +105,7 @@ class Stack:
             spec = self.specs[name]
             log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", *spec.args],
+                spec.process.python_argv(sys.executable),
                 env={**self.env, **spec.env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
