@@ -16,10 +16,11 @@ import pika
 import sqlalchemy as sa
 
 from support.infra import amqp_url_via
-from support.smtp import ReceivedMail, RecordingSMTPServer
+from support.smtp import RecordingSMTPServer
 from support.stack import Stack
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_until
+from tacso_devtools.smtp_catcher import ReceivedMail
 from tacso_shared.db import make_engine
 
 

@@ -25,9 +25,10 @@ import pika
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from support.smtp import ReceivedMail, RecordingSMTPServer
+from support.smtp import RecordingSMTPServer
 from support.stack import ProcessSpec, Stack
 from support.waiting import wait_until
+from tacso_devtools.smtp_catcher import ReceivedMail
 from tacso_registry.models import Organisation, OrganisationTopic
 from tacso_shared.db import make_engine
 
