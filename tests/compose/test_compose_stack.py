@@ -232,6 +232,51 @@ class ComposeStack(ApiClient):
         headers: dict[str, list[str]] = response.json()
         return headers
 
+    def queue_depths(self) -> dict[str, int]:
+        """Messages (ready plus unacknowledged) per queue, live from the broker.
+
+        ``rabbitmqctl`` in the broker's container, not the management API, whose figures are
+        samples up to a few seconds old.
+        """
+        out = self.compose(
+            "exec",
+            "-T",
+            "rabbitmq",
+            "rabbitmqctl",
+            "-q",
+            "list_queues",
+            "-p",
+            RABBITMQ_VHOST,
+            "name",
+            "messages",
+            "--no-table-headers",
+        ).stdout
+        depths: dict[str, int] = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                depths[parts[0]] = int(parts[1])
+        return depths
+
+    def wait_settled(self, country: str, timeout: float = 60) -> None:
+        """Wait until the country's work queues and every retry queue are empty.
+
+        A worker acks an event only when its whole fan-out is over, so then no more mail about
+        it can come: counting the mail after this is final, where a sleep would only be likely.
+        """
+
+        def settled() -> bool:
+            depths = self.queue_depths()
+            watched = {f"notify.invitations.{country}", f"notify.press_notices.{country}"}
+            assert watched <= depths.keys(), f"queues missing from {sorted(depths)}"
+            return not any(
+                n
+                for name, n in depths.items()
+                if name in watched or name.startswith("tacso.retry.")
+            )
+
+        wait_until(settled, timeout=timeout, interval=0.5, message=f"{country} queues empty")
+
     def queue_consumers(self, queue: str) -> int:
         response = requests.get(
             self.url("rabbitmq_management", f"/api/queues/{RABBITMQ_VHOST}/{queue}"),
@@ -301,7 +346,7 @@ def test_a_ba_event_reaches_exactly_the_right_csos_and_media(compose: ComposeSta
         headers = compose.headers(message["ID"])
         assert headers["X-TACSO-Event-Id"] == [event["id"]]
         assert headers["X-TACSO-Kind"] == [kind]
-    time.sleep(1)  # anything sent to someone else would have arrived by now
+    compose.wait_settled("BA")
     assert compose.mail_total() - before == 13, "nobody else gets anything"
 
 

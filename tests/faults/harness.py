@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -29,6 +29,7 @@ from support.smtp import RecordingSMTPServer
 from support.stack import ProcessSpec, Stack
 from support.waiting import wait_until
 from tacso_devtools.smtp_catcher import ReceivedMail
+from tacso_notify.handlers import Dependencies
 from tacso_registry.models import Organisation, OrganisationTopic
 from tacso_shared.db import make_engine
 
@@ -40,8 +41,17 @@ CSO_COUNT = 2000
 MEDIA_COUNT = 5
 INVITATION, PRESS_NOTICE = "invitation", "press_notice"
 
-#: The ledger records ``sent`` at least every this many messages (handlers.Dependencies).
-LEDGER_FLUSH_SIZE = 50
+
+def _ledger_flush_size() -> int:
+    """The default of ``handlers.Dependencies.flush_every``, read from where it is defined."""
+    default = next(f.default for f in fields(Dependencies) if f.name == "flush_every")
+    assert isinstance(default, int), default
+    return default
+
+
+#: The ledger records ``sent`` at least every this many messages (so the crash window below
+#: follows the workers' setting instead of a copy of it).
+LEDGER_FLUSH_SIZE = _ledger_flush_size()
 #: SMTP connections one worker keeps sending on at once (SMTP_CONNECTIONS below).
 SMTP_CONNECTIONS = 4
 #: The documented duplicate window of one worker killed inside SMTP: mail the server accepted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,11 @@ class TestOutboxRelay:
 
 
 class _Recorder:
+    """A handler that records each call (envelope id and when) and fails on request."""
+
     def __init__(self, fail_times: int = 0, always_fail: bool = False) -> None:
         self.calls: list[str] = []
+        self.times: list[float] = []
         self.fail_times = fail_times
         self.always_fail = always_fail
         self.lock = threading.Lock()
@@ -134,6 +138,7 @@ class _Recorder:
     def __call__(self, envelope: Envelope, data: dict[str, Any]) -> None:
         with self.lock:
             self.calls.append(envelope.id)
+            self.times.append(time.monotonic())
             if self.always_fail or len(self.calls) <= self.fail_times:
                 raise TransientError("registry down")
 
@@ -181,7 +186,12 @@ class TestQueueWorker:
         env = org_envelope(1)
         publish(amqp_url, work_queue, message(env))
         wait_until(lambda: handler.calls == [env.id], timeout=10)
-        wait_until(lambda: depth(amqp_url, work_queue.name) == 0, timeout=10)
+        # A passive declare counts only ready messages, not one the worker holds unacked: the
+        # broker's unacknowledged count, while the worker is still connected, proves the ack.
+        wait_until(lambda: unacked(amqp_url, work_queue.name) == 0, timeout=10)
+        assert depth(amqp_url, work_queue.name) == 0
+        assert depth(amqp_url, work_queue.dead_letter_name) == 0, "acked, not dead-lettered"
+        assert handler.calls == [env.id], "handled once"
 
     def test_poison_goes_to_the_dead_letter_queue_with_its_reason_and_work_goes_on(
         self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
@@ -202,11 +212,17 @@ class TestQueueWorker:
         self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
     ) -> None:
         handler = _Recorder(fail_times=2)
-        run_worker(work_queue, handler)
+        run_worker(work_queue, handler, (1, 2))
         env = org_envelope(4)
         publish(amqp_url, work_queue, message(env))
         wait_until(lambda: len(handler.calls) == 3, timeout=15)
         assert set(handler.calls) == {env.id}
+        # The retry schedule is 1 s, then 2 s: each attempt waits its delay in the retry queue
+        # (the TTL is exact to the millisecond; the upper bound leaves room for a busy host).
+        first_gap = handler.times[1] - handler.times[0]
+        second_gap = handler.times[2] - handler.times[1]
+        assert 0.95 <= first_gap < 4, f"first retry after {first_gap:.2f} s, expected 1 s"
+        assert 1.95 <= second_gap < 5, f"second retry after {second_gap:.2f} s, expected 2 s"
         assert depth(amqp_url, work_queue.dead_letter_name) == 0
 
     def test_a_message_that_keeps_failing_is_dead_lettered_after_the_last_delay(
