@@ -232,50 +232,23 @@ class ComposeStack(ApiClient):
         headers: dict[str, list[str]] = response.json()
         return headers
 
-    def queue_depths(self) -> dict[str, int]:
-        """Messages (ready plus unacknowledged) per queue, live from the broker.
+    def wait_fan_outs_done(self, event_id: str, timeout: float = 60) -> None:
+        """Wait until both workers logged the end of their fan-out of ``event_id``.
 
-        ``rabbitmqctl`` in the broker's container, not the management API, whose figures are
-        samples up to a few seconds old.
+        A worker logs "<kind> for event <id> ...: N sent" once its pass is over, and acks the
+        message after it: from then on no more mail about the event can come, so counting the
+        mail is final, where a sleep would only make it likely. (rabbitmqctl's and the management
+        API's queue figures of a quorum queue are samples, seconds old: no help here.)
         """
-        out = self.compose(
-            "exec",
-            "-T",
-            "rabbitmq",
-            "rabbitmqctl",
-            "-q",
-            "list_queues",
-            "-p",
-            RABBITMQ_VHOST,
-            "name",
-            "messages",
-            "--no-table-headers",
-        ).stdout
-        depths: dict[str, int] = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                depths[parts[0]] = int(parts[1])
-        return depths
+        services = {"invitation": "notify-invitations", "press_notice": "notify-press-notices"}
 
-    def wait_settled(self, country: str, timeout: float = 60) -> None:
-        """Wait until the country's work queues and every retry queue are empty.
-
-        A worker acks an event only when its whole fan-out is over, so then no more mail about
-        it can come: counting the mail after this is final, where a sleep would only be likely.
-        """
-
-        def settled() -> bool:
-            depths = self.queue_depths()
-            watched = {f"notify.invitations.{country}", f"notify.press_notices.{country}"}
-            assert watched <= depths.keys(), f"queues missing from {sorted(depths)}"
-            return not any(
-                n
-                for name, n in depths.items()
-                if name in watched or name.startswith("tacso.retry.")
+        def done() -> bool:
+            return all(
+                any(f"{kind} for event {event_id}" in self.logs(c) for c in self.containers(name))
+                for kind, name in services.items()
             )
 
-        wait_until(settled, timeout=timeout, interval=0.5, message=f"{country} queues empty")
+        wait_until(done, timeout=timeout, interval=0.5, message=f"fan-outs of {event_id} done")
 
     def queue_consumers(self, queue: str) -> int:
         response = requests.get(
@@ -346,7 +319,7 @@ def test_a_ba_event_reaches_exactly_the_right_csos_and_media(compose: ComposeSta
         headers = compose.headers(message["ID"])
         assert headers["X-TACSO-Event-Id"] == [event["id"]]
         assert headers["X-TACSO-Kind"] == [kind]
-    compose.wait_settled("BA")
+    compose.wait_fan_outs_done(event["id"])
     assert compose.mail_total() - before == 13, "nobody else gets anything"
 
 
