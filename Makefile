@@ -1,17 +1,19 @@
 # Two commands for a newcomer: `make up` runs the whole stack, `make test` runs every check.
+# `make unit` is the quick loop: the tests that need no broker, no database server, no process.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install up demo test test-faults test-compose bench lint clean
+.PHONY: help install up demo test unit test-faults test-compose bench lint clean
 
 help:
 	@echo "make up     - install if needed, migrate and run the whole stack in the foreground"
 	@echo "make demo   - against a running stack: register CSOs and media, publish an event"
 	@echo "make test   - install if needed, then lint, type-check and run the whole suite"
-	@echo "make lint   - ruff check, ruff format --check, mypy"
+	@echo "make unit   - the unit tests alone (no RabbitMQ, no PostgreSQL; seconds)"
+	@echo "make lint   - ruff check, ruff format --check, mypy, codespell"
 	@echo "make test-faults  - the fault suite alone"
 	@echo "make test-compose - the docker compose stack, for real"
 	@echo "make bench  - throughput and latency benchmarks (docs/performance.md)"
@@ -34,11 +36,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/codespell
 
 # Everything but the compose stack: unit, integration, end to end (SQLite and PostgreSQL) and
-# the fault suite (tests/faults restarts the local RabbitMQ app once).
+# the fault suite (tests/faults restarts the local RabbitMQ app once). Prints branch coverage
+# and fails under its floor (fail_under in pyproject.toml).
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# Tests marked unit (tests/support/fixtures.py decides): no broker, no database server.
+unit: $(STAMP)
+	$(BIN)/pytest -m unit -q $(PYTEST_ARGS)
 
 # The fault suite alone (about 6 minutes).
 test-faults: $(STAMP)

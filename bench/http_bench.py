@@ -112,7 +112,7 @@ def http_part(rundir: Path) -> dict[str, Any]:
             urls = resources.enter_context(postgres_databases("registry", "events", "notify"))
         stack = Stack(workdir, amqp_url, urls, "127.0.0.1", 9, extra_env=STACK_ENV)
         stack.migrate()
-        stack.start("registry-api", "events-api")
+        stack.start("registry", "events")
         bare_port = free_port()
         bare_log = open(workdir / "bare-flask.log", "ab")  # noqa: SIM115 - closed below
         bare = subprocess.Popen(

@@ -59,12 +59,12 @@ def _ledger_sent(stack: Stack, event_id: str) -> int:
 #: "-gil" files are the CPU view (what keeps the interpreter busy); the others are every thread's
 #: wall-clock stack (threads waiting on a socket included), i.e. what the code waits on.
 PROFILES = {
-    "invitations-worker": [
+    "notify-invitations": [
         ("txt", "raw", False),
         ("gil.txt", "raw", True),
         ("gil.svg", "flamegraph", True),
     ],
-    "registry-api": [("gil.txt", "raw", True)],
+    "registry": [("gil.txt", "raw", True)],
 }
 
 
@@ -135,7 +135,7 @@ def run_ours(
         organiser = stack.organisation(COUNTRY, "resource_centre")
         body = event_body(organiser["id"])
         processes = stack.processes
-        worker_pid = processes["invitations-worker"].pid
+        worker_pid = processes["notify-invitations"].pid
         system = SystemMeter()
         meter = CpuMeter(
             {
@@ -148,8 +148,8 @@ def run_ours(
         profiler = (
             Profiler(
                 {
-                    "invitations-worker": worker_pid,
-                    "registry-api": processes["registry-api"].pid,
+                    "notify-invitations": worker_pid,
+                    "registry": processes["registry"].pid,
                 },
                 profile_dir,
             )

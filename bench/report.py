@@ -47,15 +47,15 @@ def print_fan_out(part: dict[str, Any]) -> None:
     print("-" * len(header))
     for row in part["rows"]:
         ours = _get(row, "ours")
-        lim1 = _get(row, "limit_1")
-        limk = _get(row, f"limit_{k}")
+        limit_1 = _get(row, "limit_1")
+        limit_k = _get(row, f"limit_{k}")
         base = _get(row, "baseline")
         first = _get(row, "ours", "first_accepted_after_post_s")
         rss = _get(row, "ours", "worker_peak_rss_mib_vmhwm")
         print(
-            f"{row['n']:>7} | {_fmt(lim1, '.0f'):>12} | {_fmt(limk, '.0f'):>12} | "
+            f"{row['n']:>7} | {_fmt(limit_1, '.0f'):>12} | {_fmt(limit_k, '.0f'):>12} | "
             f"{_fmt(base, '.0f', 'n/a'):>9} | {_fmt(ours, '.0f', 'FAILED'):>8} | "
-            f"{_ratio(ours, lim1):>11} | {_ratio(ours, base):>9} | "
+            f"{_ratio(ours, limit_1):>11} | {_ratio(ours, base):>9} | "
             f"{_fmt(first, '.3f'):>7}s | {_fmt(rss, '.1f'):>6} MiB"
         )
     for row in part["rows"]:

@@ -100,13 +100,13 @@ def fan_out_part(stamp: str, ns: list[int]) -> dict[str, Any]:
                 "n": profile_n,
                 "run": profiled,
                 "invitations_worker_cpu": summarise(
-                    rundir / "profile-invitations-worker.gil.txt", WORKER_BUCKETS
+                    rundir / "profile-notify-invitations.gil.txt", WORKER_BUCKETS
                 ),
                 "invitations_worker_threads": summarise(
-                    rundir / "profile-invitations-worker.txt", WORKER_BUCKETS
+                    rundir / "profile-notify-invitations.txt", WORKER_BUCKETS
                 ),
                 "registry_api_cpu": summarise(
-                    rundir / "profile-registry-api.gil.txt", REGISTRY_BUCKETS
+                    rundir / "profile-registry.gil.txt", REGISTRY_BUCKETS
                 ),
             }
     finally:

@@ -21,8 +21,6 @@ def seed_csos(database_url: str, n: int, run: str) -> dict[str, Any]:
     engine = make_engine(database_url)
     now = datetime.now(UTC)
     t0 = time.monotonic()
-    orgs = Organisation.__table__
-    topics = OrganisationTopic.__table__
     with engine.begin() as conn:
         for start in range(0, n, BATCH):
             rows = []
@@ -43,8 +41,8 @@ def seed_csos(database_url: str, n: int, run: str) -> dict[str, Any]:
                     }
                 )
                 links.append({"organisation_id": org_id, "topic": TOPIC})
-            conn.execute(orgs.insert(), rows)
-            conn.execute(topics.insert(), links)
+            conn.execute(sa.insert(Organisation), rows)
+            conn.execute(sa.insert(OrganisationTopic), links)
     seconds = time.monotonic() - t0
     plans: dict[str, str] = {}
     if engine.dialect.name == "postgresql":

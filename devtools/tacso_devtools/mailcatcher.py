@@ -1,5 +1,8 @@
 """The local development mail catcher: an SMTP server that keeps every mail as an .eml file.
 
+The SMTP side is the project's one catcher (``tacso_devtools.smtp_catcher``), the same server the
+tests record mail with.
+
 ``make up`` points notify at it, so nothing leaves the machine. Mail lands in ``MAIL_DIR``
 (default ``var/mail/``) and can be browsed at http://127.0.0.1:8025/ or listed as JSON at
 ``/api/messages``.
@@ -10,16 +13,14 @@ Settings (environment): ``MAILCATCHER_HOST`` (127.0.0.1), ``MAILCATCHER_PORT`` (
 
 from __future__ import annotations
 
-import asyncio
 import html
 import itertools
 import json
 import logging
 import os
 import re
-import socket
 import threading
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -30,9 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
-
+from tacso_devtools.smtp_catcher import ReceivedMail, SMTPCatcher
 from tacso_shared.config import env_int, env_str
 from tacso_shared.runtime import run_until_signalled, setup_logging
 
@@ -42,8 +41,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SMTP_PORT = 1025
 DEFAULT_HTTP_PORT = 8025
 DEFAULT_MAIL_DIR = "var/mail/"
-# Mail with attachments (iCalendar files, images) must never bounce in development.
-DATA_SIZE_LIMIT = 100 * 1024 * 1024
 # The page and the API list at most this many messages, newest first.
 LIST_LIMIT = 500
 
@@ -166,20 +163,16 @@ def _received_at(name: str) -> str:
     return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class _StoringHandler:
-    """aiosmtpd handler: accept every recipient and store every message."""
+class _StoringCatcher(SMTPCatcher):
+    """The SMTP side: accept every recipient and store every message in the folder."""
 
-    def __init__(self, store: MailStore) -> None:
+    def __init__(self, store: MailStore, host: str, port: int) -> None:
+        super().__init__(host, port)
         self._store = store
 
-    async def handle_DATA(  # aiosmtpd looks hooks up by this name
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
-        content = envelope.original_content or envelope.content or b""
-        data = content if isinstance(content, bytes) else content.encode("utf-8")
-        path = self._store.save(envelope.mail_from or "", list(envelope.rcpt_tos), data)
-        log.info("mail from %s to %s stored as %s", envelope.mail_from, envelope.rcpt_tos, path)
-        return "250 2.0.0 Message accepted for delivery"
+    def _record(self, mail: ReceivedMail) -> None:
+        path = self._store.save(mail.mail_from, list(mail.rcpt_tos), mail.data)
+        log.info("mail from %s to %s stored as %s", mail.mail_from, list(mail.rcpt_tos), path)
 
 
 _PAGE = """<!doctype html>
@@ -254,28 +247,13 @@ def _make_http_handler(store: MailStore) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class _SocketController(Controller):
-    """A Controller serving on a socket bound beforehand, so port 0 (tests) works.
-
-    aiosmtpd's readiness probe connects to ``self.port``, so it has to be the real port.
-    """
-
-    def __init__(self, handler: Any, sock: socket.socket, **smtp_kwargs: Any) -> None:
-        host, port = sock.getsockname()[:2]
-        super().__init__(handler, hostname=host, port=port, **smtp_kwargs)
-        self._sock = sock
-
-    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
-        return self.loop.create_server(self._factory_invoker, sock=self._sock)
-
-
 class MailCatcher:
     """The SMTP server and the HTTP page together; ``start()`` and ``stop()`` both."""
 
     def __init__(self, config: MailCatcherConfig) -> None:
         self.config = config
         self.store = MailStore(config.mail_dir)
-        self._smtp: _SocketController | None = None
+        self._smtp: _StoringCatcher | None = None
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
 
@@ -296,22 +274,10 @@ class MailCatcher:
             (self.config.host, self.config.http_port), _make_http_handler(self.store)
         )
         http_server.daemon_threads = True
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        smtp = _StoringCatcher(self.store, self.config.host, self.config.smtp_port)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.config.host, self.config.smtp_port))
-            smtp = _SocketController(
-                _StoringHandler(self.store),
-                sock,
-                server_hostname="tacso-mailcatcher",  # avoids a slow getfqdn() per connection
-                data_size_limit=DATA_SIZE_LIMIT,
-                enable_SMTPUTF8=True,
-                decode_data=False,
-                auth_required=False,
-            )
             smtp.start()
         except BaseException:
-            sock.close()
             http_server.server_close()
             raise
         self._smtp = smtp

@@ -17,6 +17,7 @@ import requests
 from honcho.manager import Manager
 from honcho.printer import Printer
 
+from tacso_devtools.processes import PROCESSES, SETUP
 from tacso_shared.config import DEFAULT_AMQP_URL
 from tacso_shared.messaging import broker_reachable
 
@@ -25,22 +26,17 @@ from tacso_shared.messaging import broker_reachable
 DEFAULT_KEY = "dev-admin-key"
 
 
-def _python(*args: str) -> str:
+def _shell(argv: list[str]) -> str:
     # exec: the process itself gets honcho's SIGTERM (not a shell around it) and exits cleanly.
-    return "exec " + " ".join(shlex.quote(a) for a in (sys.executable, "-m", *args))
+    return "exec " + " ".join(shlex.quote(a) for a in argv)
 
 
-#: The processes of the local stack: name -> command. Compose runs the same commands.
-PROCESSES: dict[str, str] = {
-    "mail": _python("tacso_devtools.mailcatcher"),
-    "registry": _python("tacso_registry", "serve"),
-    "events": _python("tacso_events", "serve"),
-    "notify": _python("tacso_notify", "serve"),
-    "registry-relay": _python("tacso_registry", "relay"),
-    "events-relay": _python("tacso_events", "relay"),
-    "invitations": _python("tacso_notify", "worker", "--queue", "invitations"),
-    "press-notices": _python("tacso_notify", "worker", "--queue", "press_notices"),
-}
+def local_processes(python: str = sys.executable) -> dict[str, str]:
+    """The processes of ``make up`` (name -> shell command): the mail catcher and the manifest's."""
+    commands = {"mail": _shell([python, "-m", "tacso_devtools.mailcatcher"])}
+    for process in PROCESSES:
+        commands[process.name] = _shell(process.python_argv(python))
+    return commands
 
 
 def local_env(base: Mapping[str, str]) -> dict[str, str]:
@@ -89,13 +85,8 @@ def up_cmd() -> None:
             err=True,
         )
         sys.exit(1)
-    for args in (
-        ("tacso_registry", "migrate"),
-        ("tacso_registry", "seed"),
-        ("tacso_events", "migrate"),
-        ("tacso_notify", "migrate"),
-    ):
-        subprocess.run([sys.executable, "-m", *args], env=env, check=True)
+    for step in SETUP:
+        subprocess.run(step.python_argv(sys.executable), env=env, check=True)
     click.echo(
         "\nMail is caught, not sent: files under {mail}/, or browse http://127.0.0.1:{http}/\n"
         "APIs: registry http://localhost:5001/docs, events http://localhost:5002/docs, "
@@ -105,7 +96,7 @@ def up_cmd() -> None:
         )
     )
     manager = Manager(Printer(sys.stdout))
-    for name, command in PROCESSES.items():
+    for name, command in local_processes().items():
         manager.add_process(name, command, env=env)
     manager.loop()
     sys.exit(manager.returncode)

@@ -84,16 +84,23 @@ PYCTX=$(mktemp -d /tmp/tacso-pyctx.XXXXXX)
 mkdir -p "$PYCTX/python"
 cp -r "$HERE/standins/python/." "$PYCTX/python/"
 cp "$CA" "$PYCTX/python/host-ca-bundle.crt"
+# The Mailpit stand-in runs the project's SMTP catcher: copy that module next to it.
+MPCTX=$(mktemp -d /tmp/tacso-mpctx.XXXXXX)/mailpit  # .../mailpit: the build log's name
+mkdir -p "$MPCTX"
+cp -r "$HERE/standins/mailpit/." "$MPCTX/"
+mkdir -p "$MPCTX/tacso_devtools"
+cp "$HERE/../../devtools/tacso_devtools/__init__.py" "$HERE/../../devtools/tacso_devtools/smtp_catcher.py" \
+  "$MPCTX/tacso_devtools/"
 PYTHON_TAG=$(grep -hE '^ARG PYTHON_IMAGE=' "$HERE/../../docker/"*.Dockerfile | head -n1 | cut -d= -f2)
 # Independent builds, in parallel (each is mostly apt downloads and dpkg).
 pids=()
 build "$PYTHON_TAG" "$PYCTX/python" & pids+=($!)
 build "$(image_of rabbitmq)" "$HERE/standins/rabbitmq" & pids+=($!)
 build "$(image_of postgres)" "$HERE/standins/postgres" & pids+=($!)
-build "$(image_of axllent/mailpit)" "$HERE/standins/mailpit" & pids+=($!)
+build "$(image_of axllent/mailpit)" "$MPCTX" & pids+=($!)
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-rm -rf "$PYCTX"
+rm -rf "$PYCTX" "$(dirname "$MPCTX")"
 [ "$failed" = 0 ] || exit 1
 say "stand-ins ready"
 

@@ -8,22 +8,12 @@ the ``X-TACSO-Event-Id`` header, so they do not need a fresh stack each.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from support.infra import postgres_databases, rabbitmq_vhost
 from support.smtp import RecordingSMTPServer
-from support.stack import Stack
-
-
-@pytest.fixture(scope="session")
-def smtp_server() -> Iterator[RecordingSMTPServer]:
-    server = RecordingSMTPServer()
-    server.start()
-    yield server
-    server.stop()
+from support.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -33,19 +23,5 @@ def stack(
     smtp_server: RecordingSMTPServer,
 ) -> Iterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp(f"stack-{request.param}")
-    with ExitStack() as resources:
-        # A virtual host per stack: nothing left in a queue by one stack reaches the next.
-        amqp_url = resources.enter_context(rabbitmq_vhost())
-        if request.param == "postgres":
-            urls = resources.enter_context(postgres_databases("registry", "events", "notify"))
-        else:
-            urls = {
-                n: f"sqlite:///{workdir / f'{n}.sqlite3'}" for n in ("registry", "events", "notify")
-            }
-        stack = Stack(workdir, amqp_url, urls, smtp_server.host, smtp_server.port)
-        stack.migrate()
-        stack.start()
-        try:
-            yield stack
-        finally:
-            stack.stop()
+    with running_stack(workdir, request.param, smtp_server.host, smtp_server.port) as stack:
+        yield stack

@@ -16,10 +16,11 @@ import pika
 import sqlalchemy as sa
 
 from support.infra import amqp_url_via
-from support.smtp import ReceivedMail, RecordingSMTPServer
+from support.smtp import RecordingSMTPServer
 from support.stack import Stack
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_until
+from tacso_devtools.smtp_catcher import ReceivedMail
 from tacso_shared.db import make_engine
 
 
@@ -178,14 +179,14 @@ class TestIndependence:
     ) -> None:
         register_many(stack, 4, "cso", "ME", ["youth"], "me-youth")
         register_many(stack, 2, "media", "ME", [], "me-media")
-        codes = stack.stop("press-worker")
-        assert codes == {"press-worker": 0}, "SIGTERM stops a worker cleanly"
+        codes = stack.stop("notify-press-notices")
+        assert codes == {"notify-press-notices": 0}, "SIGTERM stops a worker cleanly"
         try:
             event = publish(stack, event_body(stack, "ME", ["youth"]))
             wait_for_mail(smtp_server, event["id"], "invitation", 4)
             assert mail_of(smtp_server, event["id"], "press_notice") == []
         finally:
-            stack.start("press-worker")
+            stack.start("notify-press-notices")
         wait_for_mail(smtp_server, event["id"], "press_notice", 2)
         wait_all_sent(stack, event["id"], 6)
 

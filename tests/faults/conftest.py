@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -27,8 +27,7 @@ from faults.harness import (
     seed_audience,
     start_broker,
 )
-from support.infra import postgres_databases, rabbitmq_vhost
-from support.stack import Stack
+from support.stack import Stack, running_stack
 
 REPORT = pytest.StashKey[FaultReport]()
 
@@ -71,21 +70,19 @@ def fault_stack(
 ) -> Iterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp("faults-stack")
     fault_report.workdir = workdir
-    with ExitStack() as resources:
-        amqp_url = resources.enter_context(rabbitmq_vhost("tacso-faults"))
-        names = ("registry", "events", "notify")
-        if os.environ.get("FAULTS_DATABASE", "postgres") == "sqlite":
-            urls = {n: f"sqlite:///{workdir / f'{n}.sqlite3'}" for n in names}
-        else:
-            urls = resources.enter_context(postgres_databases(*names))
-        stack = Stack(workdir, amqp_url, urls, fault_smtp.host, fault_smtp.port, FAULT_ENV)
-        configure(stack)
-        stack.migrate()
-        stack.start()
-        try:
-            yield stack
-        finally:
-            stack.stop()
+    database: Literal["sqlite", "postgres"] = (
+        "sqlite" if os.environ.get("FAULTS_DATABASE") == "sqlite" else "postgres"
+    )
+    with running_stack(
+        workdir,
+        database,
+        fault_smtp.host,
+        fault_smtp.port,
+        FAULT_ENV,
+        vhost_prefix="tacso-faults",
+        configure=configure,
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

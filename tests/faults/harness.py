@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -25,9 +25,11 @@ import pika
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from support.smtp import ReceivedMail, RecordingSMTPServer
+from support.smtp import RecordingSMTPServer
 from support.stack import ProcessSpec, Stack
 from support.waiting import wait_until
+from tacso_devtools.smtp_catcher import ReceivedMail
+from tacso_notify.handlers import Dependencies
 from tacso_registry.models import Organisation, OrganisationTopic
 from tacso_shared.db import make_engine
 
@@ -41,8 +43,17 @@ INVITATION, PRESS_NOTICE = "invitation", "press_notice"
 #: The topic of the bad recipients of case 9 (so the other cases' audience is untouched).
 BAD_TOPIC = "quality-assurance"
 
-#: The ledger records ``sent`` at least every this many messages (handlers.Dependencies).
-LEDGER_FLUSH_SIZE = 50
+
+def _ledger_flush_size() -> int:
+    """The default of ``handlers.Dependencies.flush_every``, read from where it is defined."""
+    default = next(f.default for f in fields(Dependencies) if f.name == "flush_every")
+    assert isinstance(default, int), default
+    return default
+
+
+#: The ledger records ``sent`` at least every this many messages (so the crash window below
+#: follows the workers' setting instead of a copy of it).
+LEDGER_FLUSH_SIZE = _ledger_flush_size()
 #: SMTP connections one worker keeps sending on at once (SMTP_CONNECTIONS below).
 SMTP_CONNECTIONS = 4
 #: The documented duplicate window of one worker killed inside SMTP: mail the server accepted
@@ -60,7 +71,7 @@ FAULT_ENV = {
     "SMTP_RATE_LIMIT": str(SMTP_RATE_LIMIT),
 }
 
-INVITATION_WORKERS = tuple(f"invitations-worker-{n}" for n in (1, 2, 3))
+INVITATION_WORKERS = tuple(f"notify-invitations-{n}" for n in (1, 2, 3))
 WORK_QUEUES = ("notify.invitations", "notify.press_notices")
 DEAD_LETTER_QUEUES = tuple(f"{q}.dead" for q in WORK_QUEUES)
 
@@ -72,9 +83,9 @@ Key = tuple[str, str]  # (recipient address, kind of mail)
 
 def configure(stack: Stack) -> None:
     """Three competing invitations workers instead of one."""
-    spec = stack.specs.pop("invitations-worker")
+    spec = stack.specs.pop("notify-invitations")
     for name in INVITATION_WORKERS:
-        stack.specs[name] = ProcessSpec(spec.args, spec.port, dict(spec.env))
+        stack.specs[name] = ProcessSpec(spec.process, spec.port, dict(spec.env))
 
 
 # ---- the audience ----------------------------------------------------------------------------
@@ -694,7 +705,11 @@ class FaultRun:
             queues: object = unsettled(self.amqp_url)
         except Exception as exc:  # noqa: BLE001
             queues = f"unavailable ({exc})"
-        names = [n for n in self.stack.specs if "worker" in n or n == "events-relay"]
+        names = [
+            n
+            for n, spec in self.stack.specs.items()
+            if spec.process.role == "worker" or n == "events-relay"
+        ]
         tails = "\n".join(f"  {n}:\n{log_tail(self.stack, n)}" for n in names)
         return (
             f"\ncase {self.case}, event {self.event_id}\n  ledger: {ledger}\n"

@@ -134,12 +134,12 @@ def test_registry_down_for_20_seconds_mid_fan_out_delays_mail_but_loses_and_repe
     run = new_run("5. registry down 20 s")
     run.publish()
     run.wait_until_flowing()
-    fault_stack.stop("registry-api")
+    fault_stack.stop("registry")
     try:
         run.fault_now()
         time.sleep(REGISTRY_DOWN_SECONDS)
     finally:
-        fault_stack.start("registry-api")
+        fault_stack.start("registry")
     run.finish()
     run.assert_guarantees()
 
@@ -164,11 +164,11 @@ def test_an_event_accepted_just_before_the_events_service_was_killed_still_reach
     fault_stack.stop("events-relay")
     try:
         run.publish()
-        fault_stack.kill("events-api")
+        fault_stack.kill("events")
         run.fault_now()
         assert _outbox_published_at(fault_stack, run.event_id) is None, "the relay was stopped"
     finally:
-        fault_stack.start("events-api")
+        fault_stack.start("events")
         fault_stack.start("events-relay")
     # The events service dies before anything is sent: no mail may come twice.
     run.finish()

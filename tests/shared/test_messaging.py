@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,16 @@ def depth(amqp_url: str, queue: str) -> int:
     try:
         count: int = connection.channel().queue_declare(queue, passive=True).method.message_count
         return count
+    finally:
+        connection.close()
+
+
+def ready_and_consumers(amqp_url: str, queue: str) -> tuple[int, int]:
+    """(messages ready, consumers) of ``queue``, both from one passive declare."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        method = connection.channel().queue_declare(queue, passive=True).method
+        return int(method.message_count), int(method.consumer_count)
     finally:
         connection.close()
 
@@ -125,8 +136,11 @@ class TestOutboxRelay:
 
 
 class _Recorder:
+    """A handler that records each call (envelope id and when) and fails on request."""
+
     def __init__(self, fail_times: int = 0, always_fail: bool = False) -> None:
         self.calls: list[str] = []
+        self.times: list[float] = []
         self.fail_times = fail_times
         self.always_fail = always_fail
         self.lock = threading.Lock()
@@ -134,26 +148,38 @@ class _Recorder:
     def __call__(self, envelope: Envelope, data: dict[str, Any]) -> None:
         with self.lock:
             self.calls.append(envelope.id)
+            self.times.append(time.monotonic())
             if self.always_fail or len(self.calls) <= self.fail_times:
                 raise TransientError("registry down")
 
 
+def _stop(worker: QueueWorker, thread: threading.Thread) -> None:
+    worker.stop()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the worker stops when asked"
+
+
 @pytest.fixture
 def run_worker(amqp_url: str) -> Iterator[Any]:
+    """Start a QueueWorker in a thread; return a function that stops it (closing its connection).
+
+    Workers still running when the test ends are stopped then.
+    """
     workers: list[tuple[QueueWorker, threading.Thread]] = []
 
-    def start(work_queue: WorkQueue, handler: Any, delays: tuple[int, ...] = (1, 1)) -> QueueWorker:
+    def start(
+        work_queue: WorkQueue, handler: Any, delays: tuple[int, ...] = (1, 1)
+    ) -> Callable[[], None]:
         worker = QueueWorker(amqp_url, work_queue, handler, retry_delays=delays)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         workers.append((worker, thread))
-        return worker
+        return lambda: _stop(worker, thread)
 
     yield start
     for worker, thread in workers:
-        worker.stop()
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the worker stops when asked"
+        if thread.is_alive():
+            _stop(worker, thread)
 
 
 def publish(amqp_url: str, work_queue: WorkQueue, *messages: OutgoingMessage) -> None:
@@ -177,11 +203,24 @@ class TestQueueWorker:
         self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
     ) -> None:
         handler = _Recorder()
-        run_worker(work_queue, handler)
+        stop_worker = run_worker(work_queue, handler)
         env = org_envelope(1)
         publish(amqp_url, work_queue, message(env))
         wait_until(lambda: handler.calls == [env.id], timeout=10)
-        wait_until(lambda: depth(amqp_url, work_queue.name) == 0, timeout=10)
+        # A passive declare counts only ready messages, not one the worker holds unacked (and
+        # rabbitmqctl's unacked figure for a quorum queue lags). So stop the worker: when its
+        # consumer is gone, the broker has handed back whatever it left unacked, and the same
+        # passive declare that shows no consumer shows what came back.
+        stop_worker()
+
+        def ready_once_no_consumer() -> tuple[int] | None:
+            ready, consumers = ready_and_consumers(amqp_url, work_queue.name)
+            return (ready,) if consumers == 0 else None
+
+        found = wait_until(ready_once_no_consumer, timeout=10, message="the consumer gone")
+        assert found == (0,), "the message was delivered but never acked"
+        assert depth(amqp_url, work_queue.dead_letter_name) == 0, "acked, not dead-lettered"
+        assert handler.calls == [env.id], "handled once"
 
     def test_poison_goes_to_the_dead_letter_queue_with_its_reason_and_work_goes_on(
         self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
@@ -202,11 +241,17 @@ class TestQueueWorker:
         self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
     ) -> None:
         handler = _Recorder(fail_times=2)
-        run_worker(work_queue, handler)
+        run_worker(work_queue, handler, (1, 2))
         env = org_envelope(4)
         publish(amqp_url, work_queue, message(env))
         wait_until(lambda: len(handler.calls) == 3, timeout=15)
         assert set(handler.calls) == {env.id}
+        # The retry schedule is 1 s, then 2 s: each attempt waits its delay in the retry queue
+        # (the TTL is exact to the millisecond; the upper bound leaves room for a busy host).
+        first_gap = handler.times[1] - handler.times[0]
+        second_gap = handler.times[2] - handler.times[1]
+        assert 0.95 <= first_gap < 4, f"first retry after {first_gap:.2f} s, expected 1 s"
+        assert 1.95 <= second_gap < 5, f"second retry after {second_gap:.2f} s, expected 2 s"
         assert depth(amqp_url, work_queue.dead_letter_name) == 0
 
     def test_a_message_that_keeps_failing_is_dead_lettered_after_the_last_delay(

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from click.testing import CliRunner
+import time
+from contextlib import closing
+from typing import Any
 
+import pika
+from click.testing import CliRunner
+from kombu import Connection
+
+from support.waiting import wait_until
 from tacso_notify.cli import cli
-from tacso_shared.topology import INVITATIONS, PRESS_NOTICES, retry_queue
+from tacso_shared.topology import (
+    INVITATIONS,
+    PRESS_NOTICES,
+    WorkQueue,
+    declare_topology,
+    retry_queue,
+    retry_queue_name,
+)
 from tacso_shared.vocabulary import COUNTRIES
+
+
+def _ready(channel: Any, queue: str) -> int:
+    """Messages ready in ``queue`` (a passive declare)."""
+    count: int = channel.queue_declare(queue, passive=True).method.message_count
+    return count
 
 
 class TestQueueFamilies:
@@ -32,10 +52,35 @@ class TestQueueFamilies:
             == "notify.invitations.dead"
         )
 
-    def test_a_retry_queue_hands_messages_back_by_their_routing_key(self) -> None:
-        queue = retry_queue(5)
-        assert queue.name == "tacso.retry.5s"
-        assert queue.queue_arguments == {"x-message-ttl": 5000, "x-dead-letter-exchange": ""}
+    def test_a_retry_queue_hands_messages_back_by_their_routing_key(self, amqp_url: str) -> None:
+        assert retry_queue(5).name == "tacso.retry.5s"
+        work_queue = WorkQueue("test.retry-hand-back", ("test.retry.hand-back",))
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (1,), [work_queue])
+        parameters = pika.URLParameters(amqp_url)
+        with closing(pika.BlockingConnection(parameters)) as connection:
+            channel = connection.channel()
+            channel.queue_purge(work_queue.name)
+            channel.confirm_delivery()
+            # What a worker does with a failed message: publish it to the retry exchange with
+            # the name of its work queue as routing key.
+            channel.basic_publish(
+                retry_queue_name(1),
+                work_queue.name,
+                b"try again",
+                pika.BasicProperties(delivery_mode=2),
+                mandatory=True,
+            )
+            published = time.monotonic()
+            assert _ready(channel, retry_queue_name(1)) >= 1, "it waits in the retry queue"
+            assert _ready(channel, work_queue.name) == 0, "not in the work queue yet"
+
+            wait_until(lambda: _ready(channel, work_queue.name) == 1, timeout=10, interval=0.02)
+            waited = time.monotonic() - published
+            method, _properties, body = channel.basic_get(work_queue.name, auto_ack=True)
+        assert method is not None and body == b"try again"
+        assert method.routing_key == work_queue.name
+        assert 0.9 <= waited < 5, f"back after {waited:.2f} s; the retry queue's TTL is 1 s"
 
 
 def test_the_worker_command_refuses_an_unknown_country() -> None:

@@ -1,7 +1,8 @@
 """The whole system as real processes: three APIs, two relays, two notify workers.
 
-Each process is the same command an operator runs (``python -m tacso_<service> ...``), configured
-only through environment variables, so the tests exercise exactly what ``make up`` starts.
+Each process is the same command an operator runs (``python -m tacso_<service> ...``), taken from
+the process manifest (``tacso_devtools.processes``) and configured only through environment
+variables, so the tests exercise exactly what ``make up`` and docker compose start.
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import requests
 
+from support.api_client import ApiClient
+from support.infra import postgres_databases, rabbitmq_vhost
 from support.waiting import wait_until
+from tacso_devtools.processes import PROCESSES, SETUP, Process
 
 ADMIN_KEY = "test-admin-key"
 
@@ -33,15 +39,15 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One process of the stack: its command and, for an API, the port it serves on."""
+    """One process of the stack: a manifest entry, the port an API serves on, extra variables."""
 
-    args: tuple[str, ...]
+    process: Process
     port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
 
 
-class Stack:
-    """Starts, stops and kills the stack's processes; talks to its APIs."""
+class Stack(ApiClient):
+    """Starts, stops and kills the stack's processes; talks to its APIs (an ApiClient)."""
 
     def __init__(
         self,
@@ -62,9 +68,7 @@ class Stack:
             "REGISTRY_DATABASE_URL": database_urls["registry"],
             "EVENTS_DATABASE_URL": database_urls["events"],
             "NOTIFY_DATABASE_URL": database_urls["notify"],
-            "REGISTRY_PORT": str(self.ports["registry"]),
-            "EVENTS_PORT": str(self.ports["events"]),
-            "NOTIFY_PORT": str(self.ports["notify"]),
+            **{p.port_env: str(self.ports[p.service]) for p in PROCESSES if p.port_env},
             "REGISTRY_URL": f"http://127.0.0.1:{self.ports['registry']}",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['events']}",
             "BIND_HOST": "127.0.0.1",
@@ -76,30 +80,24 @@ class Stack:
             "LOG_LEVEL": "INFO",
             **(extra_env or {}),
         }
+        # The manifest's processes under their manifest names (those of docker-compose.yml).
         self.specs: dict[str, ProcessSpec] = {
-            "registry-api": ProcessSpec(("tacso_registry", "serve"), self.ports["registry"]),
-            "events-api": ProcessSpec(("tacso_events", "serve"), self.ports["events"]),
-            "notify-api": ProcessSpec(("tacso_notify", "serve"), self.ports["notify"]),
-            "registry-relay": ProcessSpec(("tacso_registry", "relay")),
-            "events-relay": ProcessSpec(("tacso_events", "relay")),
-            "invitations-worker": ProcessSpec(("tacso_notify", "worker", "--queue", "invitations")),
-            "press-worker": ProcessSpec(("tacso_notify", "worker", "--queue", "press_notices")),
+            process.name: ProcessSpec(
+                process, self.ports[process.service] if process.role == "api" else None
+            )
+            for process in PROCESSES
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        super().__init__(
+            {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}, ADMIN_KEY
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------
     def migrate(self) -> None:
         """Apply every service's migrations, as ``make up`` does before starting."""
-        for args in (
-            ("tacso_registry", "migrate"),
-            ("tacso_registry", "seed"),
-            ("tacso_events", "migrate"),
-            ("tacso_notify", "migrate"),
-        ):
+        for step in SETUP:
             subprocess.run(
-                [sys.executable, "-m", *args],
+                step.python_argv(sys.executable),
                 env=self.env,
                 check=True,
                 capture_output=True,
@@ -112,7 +110,7 @@ class Stack:
             spec = self.specs[name]
             log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", *spec.args],
+                spec.process.python_argv(sys.executable),
                 env={**self.env, **spec.env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -161,46 +159,35 @@ class Stack:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    # ---- APIs ------------------------------------------------------------------------------
-    def url(self, service: str, path: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}{path}"
 
-    def post(self, service: str, path: str, body: dict[str, Any]) -> requests.Response:
-        return self.http.post(self.url(service, path), json=body, timeout=10)
+@contextmanager
+def running_stack(
+    workdir: Path,
+    database: Literal["sqlite", "postgres"],
+    smtp_host: str,
+    smtp_port: int,
+    extra_env: dict[str, str] | None = None,
+    vhost_prefix: str = "tacso-test",
+    configure: Callable[[Stack], None] | None = None,
+) -> Iterator[Stack]:
+    """A migrated, started stack on a virtual host and databases of its own; stopped after.
 
-    def get(self, service: str, path: str, **params: Any) -> requests.Response:
-        return self.http.get(self.url(service, path), params=params, timeout=10)
-
-    def register(self, **org: Any) -> dict[str, Any]:
-        """Register an organisation; fail loudly if registry refuses."""
-        response = self.post("registry", "/api/v1/organisations", org)
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def organisation(self, country: str, kind: str) -> dict[str, Any]:
-        """The first organisation of a kind in a country (e.g. the seeded Resource Centre)."""
-        response = self.get("registry", "/api/v1/organisations", country=country, kind=kind)
-        assert response.status_code == 200, response.text
-        item: dict[str, Any] = response.json()["items"][0]
-        return item
-
-    def deliveries(self, event_id: str, **params: Any) -> list[dict[str, Any]]:
-        """Every ledger row of one event (all pages)."""
-        items: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            response = self.get(
-                "notify",
-                "/api/v1/deliveries",
-                event_id=event_id,
-                page=page,
-                page_size=1000,
-                **params,
-            )
-            assert response.status_code == 200, response.text
-            body = response.json()
-            items.extend(body["items"])
-            if len(items) >= body["total"] or not body["items"]:
-                return items
-            page += 1
+    ``configure`` may change the process list (e.g. more workers) before anything starts.
+    """
+    names = ("registry", "events", "notify")
+    with ExitStack() as resources:
+        # A virtual host per stack: nothing left in a queue by one stack reaches the next.
+        amqp_url = resources.enter_context(rabbitmq_vhost(vhost_prefix))
+        if database == "postgres":
+            urls = resources.enter_context(postgres_databases(*names))
+        else:
+            urls = {n: f"sqlite:///{workdir / f'{n}.sqlite3'}" for n in names}
+        stack = Stack(workdir, amqp_url, urls, smtp_host, smtp_port, extra_env)
+        if configure is not None:
+            configure(stack)
+        stack.migrate()
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()

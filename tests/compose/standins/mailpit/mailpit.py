@@ -12,6 +12,9 @@ Implemented (shapes as in Mailpit's API v1):
 Environment: MP_SMTP_BIND_ADDR (0.0.0.0:1025), MP_UI_BIND_ADDR (0.0.0.0:8025),
 MP_MAX_MESSAGES (500; 0 = unlimited, oldest deleted first). Messages live in memory.
 `mailpit readyz` exits 0 when the HTTP side answers (the official image's health command).
+
+The SMTP side is the project's one catcher, ``tacso_devtools.smtp_catcher`` (prepare.sh copies
+that file into the image; it needs only aiosmtpd); this file adds Mailpit's API on top.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from aiosmtpd.controller import Controller
+from tacso_devtools.smtp_catcher import ReceivedMail, SMTPCatcher
 
 LOCK = threading.Lock()
 MESSAGES: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
@@ -53,52 +56,58 @@ def addresses(values: list[str]) -> list[dict[str, str]]:
     return [{"Name": n, "Address": a} for n, a in email.utils.getaddresses(values) if a]
 
 
-class Handler:
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        raw = envelope.original_content or envelope.content
-        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-        mid = uuid.uuid4().hex
-        text = ""
-        for part in msg.walk():
-            if part.get_content_type() == "text/plain":
-                payload = part.get_payload(decode=True)
-                payload = payload if isinstance(payload, bytes) else b""
-                text = payload.decode(part.get_content_charset() or "utf-8", "replace")
-                break
-        subject = str(email.header.make_header(email.header.decode_header(msg.get("Subject", ""))))
-        headers: dict[str, list[str]] = {}
-        for k, v in msg.items():
-            headers.setdefault(k, []).append(str(v))
-        to = addresses(msg.get_all("To", []))
-        if not to:
-            to = [{"Name": "", "Address": a} for a in envelope.rcpt_tos]
-        item = {
-            "ID": mid,
-            "MessageID": (msg.get("Message-ID") or "").strip("<> "),
-            "Read": False,
-            "From": (
-                addresses(msg.get_all("From", [])) or [{"Name": "", "Address": envelope.mail_from}]
-            )[0],
-            "To": to,
-            "Cc": addresses(msg.get_all("Cc", [])),
-            "Bcc": [],
-            "ReplyTo": addresses(msg.get_all("Reply-To", [])),
-            "Subject": subject,
-            "Created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
-            "Tags": [],
-            "Size": len(raw),
-            "Attachments": 0,
-            "Snippet": " ".join(text.split())[:250],
-            "_headers": headers,
-            "_raw": raw,
-            "_text": text,
-            "_seq": next(SEQ),
-        }
-        with LOCK:
-            MESSAGES[mid] = item
-            while MAX and len(MESSAGES) > MAX:
-                MESSAGES.popitem(last=False)
-        return "250 Message accepted"
+class MailpitCatcher(SMTPCatcher):
+    """Keeps each accepted message in memory, in the shape Mailpit's API returns it."""
+
+    def _record(self, mail: ReceivedMail) -> None:
+        store(mail)
+
+
+def store(mail: ReceivedMail) -> None:
+    """Add one message to MESSAGES (dropping the oldest beyond MP_MAX_MESSAGES)."""
+    raw = mail.data
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    mid = uuid.uuid4().hex
+    text = ""
+    for part in msg.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            payload = payload if isinstance(payload, bytes) else b""
+            text = payload.decode(part.get_content_charset() or "utf-8", "replace")
+            break
+    subject = str(email.header.make_header(email.header.decode_header(msg.get("Subject", ""))))
+    headers: dict[str, list[str]] = {}
+    for k, v in msg.items():
+        headers.setdefault(k, []).append(str(v))
+    to = addresses(msg.get_all("To", []))
+    if not to:
+        to = [{"Name": "", "Address": a} for a in mail.rcpt_tos]
+    item = {
+        "ID": mid,
+        "MessageID": (msg.get("Message-ID") or "").strip("<> "),
+        "Read": False,
+        "From": (addresses(msg.get_all("From", [])) or [{"Name": "", "Address": mail.mail_from}])[
+            0
+        ],
+        "To": to,
+        "Cc": addresses(msg.get_all("Cc", [])),
+        "Bcc": [],
+        "ReplyTo": addresses(msg.get_all("Reply-To", [])),
+        "Subject": subject,
+        "Created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+        "Tags": [],
+        "Size": len(raw),
+        "Attachments": 0,
+        "Snippet": " ".join(text.split())[:250],
+        "_headers": headers,
+        "_raw": raw,
+        "_text": text,
+        "_seq": next(SEQ),
+    }
+    with LOCK:
+        MESSAGES[mid] = item
+        while MAX and len(MESSAGES) > MAX:
+            MESSAGES.popitem(last=False)
 
 
 def public(item: dict[str, Any]) -> dict[str, Any]:
@@ -186,10 +195,8 @@ def main() -> int:
     if sys.argv[1:2] == ["readyz"]:
         return readyz()
     smtp_host, smtp_port = split_addr(os.environ.get("MP_SMTP_BIND_ADDR", f"{ANY_ADDRESS}:1025"))
-    controller = Controller(
-        Handler(), hostname=smtp_host, port=smtp_port, data_size_limit=0, decode_data=False
-    )
-    controller.start()
+    catcher = MailpitCatcher(smtp_host, smtp_port, server_hostname="mailpit")
+    catcher.start()
     http_host, http_port = split_addr(os.environ.get("MP_UI_BIND_ADDR", f"{ANY_ADDRESS}:8025"))
     print(
         f"mailpit stand-in: SMTP {smtp_host}:{smtp_port}, HTTP {http_host}:{http_port}, "
@@ -200,7 +207,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever()
-    controller.stop()
+    catcher.stop()
     return 0
 
 
