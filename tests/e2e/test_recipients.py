@@ -15,9 +15,10 @@ from typing import Any
 import pika
 import pytest
 
-from support.smtp import ReceivedMail, RecordingSMTPServer
+from support.smtp import RecordingSMTPServer
 from support.stack import Stack
 from support.waiting import wait_until
+from tacso_devtools.smtp_catcher import ReceivedMail
 
 IDN_DOMAINS = 5
 UTF8_LOCAL_PARTS = 3

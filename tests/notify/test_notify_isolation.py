@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from support.smtp import ReceivedMail, RecordingSMTPServer
+from support.smtp import RecordingSMTPServer
+from tacso_devtools.smtp_catcher import ReceivedMail
 from tacso_notify.handlers import Dependencies, fan_out
 from tacso_notify.ledger import DeliveryFilter, DeliveryLedger
 from tacso_notify.mailer import SmtpMailer, SmtpSettings
