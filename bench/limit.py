@@ -10,7 +10,9 @@ from typing import Any
 from bench.common import MAIL_FROM, cso_email, cso_name, event_data
 from bench.procs import SystemMeter
 from bench.sink import SmtpSink
-from tacso_notify.rendering import MessageKind, Recipient, Sender, prepare_message
+from tacso_notify.domain import MessageKind, Recipient, Sender
+from tacso_notify.rendering import prepare_message
+from tacso_shared.contracts import EVENT_PUBLISHED_V1
 
 #: Distinct messages rendered before timing; a run of N cycles through them.
 DISTINCT = 1000
@@ -18,7 +20,8 @@ DISTINCT = 1000
 
 def prerender(count: int = DISTINCT) -> list[tuple[str, bytes]]:
     """(recipient, message) pairs rendered with our own code: real invitations, real sizes."""
-    prepared = prepare_message(event_data(), MessageKind.INVITATION, Sender(MAIL_FROM))
+    event = EVENT_PUBLISHED_V1.load(event_data())
+    prepared = prepare_message(event, MessageKind.INVITATION, Sender(MAIL_FROM))
     out = []
     for i in range(count):
         recipient = Recipient(

@@ -1,6 +1,8 @@
-"""Message contracts: one versioned marshmallow schema per message type.
+"""Message contracts: one versioned marshmallow schema per message type, loading a typed message.
 
-A type name ends with its version (``...v1``). A breaking change adds a new type; consumers keep
+Each contract version is a frozen dataclass (what handlers and publishers work with, checked by
+mypy field by field) and the marshmallow schema that validates it on the wire and loads it. A type
+name ends with its version (``...v1``). A breaking change adds a new type; consumers keep
 accepting the old one until no publisher sends it.
 """
 
@@ -8,9 +10,10 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from tacso_shared.addresses import EmailAddressField
 from tacso_shared.envelope import Envelope, PoisonMessage
@@ -23,8 +26,53 @@ _country = validate.OneOf(sorted(COUNTRIES))
 _topic = fields.String(validate=validate.OneOf(sorted(TOPICS)))
 
 
-class OrganisationRegisteredV1(Schema):
+@dataclass(frozen=True)
+class OrganisationRegistered:
     """An organisation joined the registry."""
+
+    organisation_id: str
+    name: str
+    kind: str
+    country: str
+    email: str
+    language: str
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Venue:
+    """Where an event takes place in person."""
+
+    name: str
+    city: str
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class EventPublished:
+    """An event became public (``revision`` grows with every later change of the event)."""
+
+    event_id: str
+    revision: int
+    title: str
+    type: str
+    country: str
+    topics: tuple[str, ...]
+    starts_at: datetime
+    ends_at: datetime
+    organiser_id: str
+    organiser_name: str
+    #: The event's public page (PUBLIC_BASE_URL may be an internal name: no TLD needed).
+    url: str
+    description: str | None = None
+    venue: Venue | None = None
+    online_url: str | None = None
+    capacity: int | None = None
+    organiser_email: str | None = None
+
+
+class OrganisationRegisteredV1(Schema):
+    """``org.tacso.registry.organisation.registered.v1``: loads :class:`OrganisationRegistered`."""
 
     organisation_id = fields.String(required=True)
     name = fields.String(required=True)
@@ -34,17 +82,25 @@ class OrganisationRegisteredV1(Schema):
     language = fields.String(required=True, validate=validate.OneOf(sorted(LANGUAGES)))
     topics = fields.List(_topic, required=True)
 
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> OrganisationRegistered:
+        return OrganisationRegistered(**{**data, "topics": tuple(data["topics"])})
+
 
 class VenueV1(Schema):
-    """Where an event takes place in person."""
+    """Where an event takes place in person: loads :class:`Venue`."""
 
     name = fields.String(required=True)
     address = fields.String(load_default=None, allow_none=True)
     city = fields.String(required=True)
 
+    @post_load
+    def _venue(self, data: dict[str, Any], **_: Any) -> Venue:
+        return Venue(**data)
+
 
 class EventPublishedV1(Schema):
-    """An event became public (``revision`` grows with every later change of the event)."""
+    """``org.tacso.events.event.published.v1``: loads :class:`EventPublished`."""
 
     event_id = fields.String(required=True)
     revision = fields.Integer(required=True, validate=validate.Range(min=1))
@@ -64,47 +120,94 @@ class EventPublishedV1(Schema):
     # PUBLIC_BASE_URL may be an internal name (http://events:5002): no top-level domain needed.
     url = fields.Url(required=True, require_tld=False)
 
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> EventPublished:
+        return EventPublished(**{**data, "topics": tuple(data["topics"])})
+
+
+class CountryMessage(Protocol):
+    """What every integration message has: the country its routing key carries."""
+
+    @property
+    def country(self) -> str: ...
+
+
+M = TypeVar("M", bound=CountryMessage)
+
 
 @dataclass(frozen=True)
-class Contract:
-    """A message type: its schema and how its routing key is made."""
+class Contract(Generic[M]):
+    """A message type: its typed message, its schema and how its routing key is made."""
 
     type: str
+    message: builtins.type[M]
     schema: builtins.type[Schema]
     routing_key_prefix: str
 
-    def routing_key(self, data: dict[str, Any]) -> str:
+    def routing_key(self, message: M) -> str:
         """``<prefix>.<country>``: consumers can bind to one country or to all (``*``)."""
-        return f"{self.routing_key_prefix}.{data['country']}"
+        return f"{self.routing_key_prefix}.{message.country}"
+
+    def dump(self, message: M) -> dict[str, Any]:
+        """The JSON-ready ``data`` of ``message``; ValueError if it breaks the contract."""
+        data: dict[str, Any] = self.schema().dump(message)
+        self.load(data)
+        return data
+
+    def load(self, data: dict[str, Any]) -> M:
+        """The typed message in ``data``; ValueError (with the fields) if it breaks the contract."""
+        try:
+            loaded = self.schema().load(data)
+        except ValidationError as exc:
+            raise ValueError(
+                f"{self.type} data does not match its contract: {exc.messages}"
+            ) from exc
+        if not isinstance(loaded, self.message):  # pragma: no cover - a schema without post_load
+            raise TypeError(f"{self.type} schema loads {type(loaded).__name__}")
+        return loaded
 
 
-CONTRACTS: dict[str, Contract] = {
-    c.type: c
-    for c in (
-        Contract(ORGANISATION_REGISTERED, OrganisationRegisteredV1, "organisation.registered"),
-        Contract(EVENT_PUBLISHED, EventPublishedV1, "event.published"),
-    )
+ORGANISATION_REGISTERED_V1: Contract[OrganisationRegistered] = Contract(
+    ORGANISATION_REGISTERED,
+    OrganisationRegistered,
+    OrganisationRegisteredV1,
+    "organisation.registered",
+)
+EVENT_PUBLISHED_V1: Contract[EventPublished] = Contract(
+    EVENT_PUBLISHED, EventPublished, EventPublishedV1, "event.published"
+)
+
+#: Every integration contract by its type name.
+CONTRACTS: dict[str, Contract[Any]] = {
+    c.type: c for c in (ORGANISATION_REGISTERED_V1, EVENT_PUBLISHED_V1)
 }
+#: The contract of each message class (a publisher hands over the message, not its type name).
+CONTRACT_OF: dict[type, Contract[Any]] = {c.message: c for c in CONTRACTS.values()}
 
 
-def dump_data(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Validate outgoing ``data`` against its contract and return its JSON-ready form."""
-    contract = CONTRACTS[message_type]
-    schema = contract.schema()
-    errors = schema.validate(schema.dump(data))
-    if errors:
-        raise ValueError(f"{message_type} data does not match its contract: {errors}")
-    result: dict[str, Any] = schema.dump(data)
-    return result
+def envelope_of(
+    message: CountryMessage,
+    source: str,
+    subject: str | None = None,
+    correlation_id: str | None = None,
+) -> Envelope:
+    """The envelope carrying ``message`` (validated against its contract)."""
+    contract = CONTRACT_OF[type(message)]
+    return Envelope(
+        type=contract.type,
+        source=source,
+        subject=subject,
+        correlationid=correlation_id,
+        data=contract.dump(message),
+    )
 
 
-def load_data(envelope: Envelope) -> dict[str, Any]:
-    """Validate an incoming envelope's ``data``; raise :class:`PoisonMessage` if it is unusable."""
+def load_data(envelope: Envelope) -> Any:
+    """The typed message of an incoming envelope; :class:`PoisonMessage` if it is unusable."""
     contract = CONTRACTS.get(envelope.type)
     if contract is None:
         raise PoisonMessage(f"unknown message type {envelope.type!r}")
     try:
-        loaded: dict[str, Any] = contract.schema().load(envelope.data)
-    except ValidationError as exc:
-        raise PoisonMessage(f"{envelope.type} data invalid: {exc.messages}") from exc
-    return loaded
+        return contract.load(envelope.data)
+    except ValueError as exc:
+        raise PoisonMessage(str(exc)) from exc

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from tacso_shared.config import CommonSettings
-from tacso_shared.contracts import CONTRACTS, dump_data
+from tacso_shared.contracts import CONTRACTS
 from tacso_shared.db import UTCDateTime
 from tacso_shared.envelope import Envelope
 from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
@@ -55,14 +55,14 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
 
 
 def enqueue(session: Session, table: sa.Table, envelope: Envelope) -> None:
-    """Store ``envelope`` for publishing, in ``session``'s transaction."""
-    data = dump_data(envelope.type, envelope.data)
-    envelope = Envelope(**{**envelope.__dict__, "data": data})
+    """Store ``envelope`` (see ``contracts.envelope_of``) for publishing, in ``session``'s
+    transaction; ValueError if its data breaks its contract."""
+    contract = CONTRACTS[envelope.type]
     session.execute(
         table.insert().values(
             id=envelope.id,
             message_type=envelope.type,
-            routing_key=CONTRACTS[envelope.type].routing_key(data),
+            routing_key=contract.routing_key(contract.load(envelope.data)),
             body=envelope.to_json(),
             correlation_id=envelope.correlationid,
             created_at=envelope.time,

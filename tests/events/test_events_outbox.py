@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from tacso_events.bootstrap import Events
 from tacso_events.models import Event, outbox
 from tacso_events.registry_client import Organisation
 from tacso_events.schemas import EventCreateSchema
-from tacso_shared.contracts import EVENT_PUBLISHED, load_data
+from tacso_shared.contracts import EVENT_PUBLISHED, Venue, load_data
 from tacso_shared.db import transaction
 from tacso_shared.envelope import parse_envelope
 
@@ -58,23 +59,23 @@ def test_a_published_event_writes_one_valid_message(
     assert envelope.correlationid == "corr-123"
     data = load_data(envelope)
     centre = organisers["ba_centre"]
-    assert data["event_id"] == event["id"]
-    assert data["revision"] == 1
-    assert data["title"] == event["title"]
-    assert data["description"] == event["description"]
-    assert data["type"] == "conference"
-    assert data["country"] == "BA"
-    assert data["topics"] == ["advocacy", "human-rights"]
-    assert data["starts_at"].isoformat() == event["starts_at"]
-    assert data["ends_at"].isoformat() == event["ends_at"]
-    assert data["venue"] == event["venue"]
-    assert data["online_url"] == "https://meet.example.org/tacso"
-    assert data["capacity"] == 120
-    assert data["organiser_id"] == centre.id
-    assert data["organiser_name"] == centre.name
-    assert data["organiser_email"] == centre.email
-    assert data["url"] == event["url"]
-    assert set(envelope.data) == set(data)
+    assert data.event_id == event["id"]
+    assert data.revision == 1
+    assert data.title == event["title"]
+    assert data.description == event["description"]
+    assert data.type == "conference"
+    assert data.country == "BA"
+    assert data.topics == ("advocacy", "human-rights")
+    assert data.starts_at.isoformat() == event["starts_at"]
+    assert data.ends_at.isoformat() == event["ends_at"]
+    assert data.venue == Venue(**event["venue"])
+    assert data.online_url == "https://meet.example.org/tacso"
+    assert data.capacity == 120
+    assert data.organiser_id == centre.id
+    assert data.organiser_name == centre.name
+    assert data.organiser_email == centre.email
+    assert data.url == event["url"]
+    assert set(envelope.data) == {f.name for f in dataclasses.fields(data)}
 
 
 def test_a_draft_writes_no_message_until_published(
@@ -88,7 +89,7 @@ def test_a_draft_writes_no_message_until_published(
     assert len(rows) == 1
     assert rows[0].routing_key == "event.published.BA"
     data = load_data(parse_envelope(rows[0].body))
-    assert (data["event_id"], data["revision"]) == (draft["id"], 1)
+    assert (data.event_id, data.revision) == (draft["id"], 1)
 
     assert client.post(f"/api/v1/events/{draft['id']}/publish", headers=admin).status_code == 409
     assert len(_outbox_rows(events)) == 1

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from support.messages import event_published
 from tacso_notify.app import create_app
 from tacso_notify.bootstrap import Notify
+from tacso_notify.domain import Recipient
 from tacso_notify.ledger import DeliveryLedger
-from tacso_notify.rendering import Recipient
+from tacso_shared.contracts import EventPublished
 
 DELIVERIES = "/api/v1/deliveries"
 SUMMARY = "/api/v1/deliveries/summary"
 
 
-def event(event_id: str, revision: int = 1, country: str = "BA") -> dict[str, Any]:
-    """The fields of a published event the ledger keeps."""
-    return {"event_id": event_id, "revision": revision, "country": country}
+def event(event_id: str, revision: int = 1, country: str = "BA") -> EventPublished:
+    """A published event (the ledger keeps its id, revision and country)."""
+    return event_published(
+        event_id=event_id,
+        revision=revision,
+        country=country,
+        title="Workshop",
+        type="workshop",
+        topics=["youth"],
+        starts_at=datetime(2026, 12, 1, 9, tzinfo=UTC),
+        ends_at=datetime(2026, 12, 1, 12, tzinfo=UTC),
+        organiser_id="o",
+        organiser_name="VESTA",
+        url=f"http://localhost:5002/events/{event_id}",
+    )
 
 
 def recipients(count: int, prefix: str) -> list[Recipient]:
@@ -33,7 +48,7 @@ def client(notify: Notify) -> FlaskClient:
     return create_app(notify).test_client()
 
 
-def owe(ledger: DeliveryLedger, ev: dict[str, Any], kind: str, to: list[Recipient]) -> list[int]:
+def owe(ledger: DeliveryLedger, ev: EventPublished, kind: str, to: list[Recipient]) -> list[int]:
     """Put deliveries of ``kind`` to ``to`` in the ledger (pending, unleased); return their ids."""
     ledger.ensure(ev, kind, to)
     claimed, _ = ledger.claim(ev, kind, [r.organisation_id for r in to], "setup", 60.0)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tacso_notify.audience import AudienceUnavailable, RegistryDirectory
-from tacso_notify.rendering import Recipient
+from tacso_notify.domain import Recipient
 from tacso_registry import operations
 from tacso_registry.bootstrap import Registry
 from tacso_shared.db import transaction

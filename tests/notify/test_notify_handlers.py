@@ -14,15 +14,16 @@ from typing import Any
 
 import pytest
 
+from support.messages import event_published
 from tacso_notify.audience import AudienceUnavailable
+from tacso_notify.domain import MessageKind, Recipient, Sender
 from tacso_notify.handlers import Dependencies, SendingPaused, fan_out, make_handler
 from tacso_notify.ledger import DeliveryFilter, DeliveryLedger
 from tacso_notify.mailer import PermanentSendError, TransientSendError
 from tacso_notify.models import FAILED, PENDING, SENT
-from tacso_notify.rendering import MessageKind, Recipient, Sender
 from tacso_notify.sending import SenderPool
 from tacso_shared.consumer import Requeue, TransientError
-from tacso_shared.contracts import EVENT_PUBLISHED
+from tacso_shared.contracts import EventPublished, envelope_of
 from tacso_shared.envelope import Envelope
 
 SENDER = Sender(address="events@tacso.example", name="TACSO Events")
@@ -30,7 +31,7 @@ INVITATION = MessageKind.INVITATION
 PRESS_NOTICE = MessageKind.PRESS_NOTICE
 
 
-def make_event(**changes: Any) -> dict[str, Any]:
+def make_event(**changes: Any) -> EventPublished:
     """An event as ``EventPublishedV1`` loads it; ``changes`` replace fields."""
     event: dict[str, Any] = {
         "event_id": "ev-1",
@@ -51,7 +52,7 @@ def make_event(**changes: Any) -> dict[str, Any]:
         "url": "https://events.tacso.example/events/ev-1",
     }
     event.update(changes)
-    return event
+    return event_published(**event)
 
 
 def recipients(count: int, prefix: str = "cso") -> list[Recipient]:
@@ -475,10 +476,9 @@ class TestDeliveryLedger:
 
 
 class TestMakeHandler:
-    def envelope(self, event: dict[str, Any]) -> Envelope:
+    def envelope(self, event: EventPublished) -> Envelope:
         """The envelope the event arrived in (its data as it travels: JSON values only)."""
-        wire = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in event.items()}
-        return Envelope(type=EVENT_PUBLISHED, source="/tacso/events", data=wire)
+        return envelope_of(event, "/tacso/events")
 
     def test_fans_out_the_message(self, ledger: DeliveryLedger, deps_for: DepsFactory) -> None:
         mailer = FakeMailer()

@@ -23,15 +23,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
+from support.messages import event_published
 from support.smtp import RecordingSMTPServer
 from tacso_devtools.smtp_catcher import ReceivedMail
+from tacso_notify.domain import MessageKind, Recipient, Sender
 from tacso_notify.handlers import Dependencies, fan_out
 from tacso_notify.ledger import DeliveryFilter, DeliveryLedger
 from tacso_notify.mailer import SmtpMailer, SmtpSettings
 from tacso_notify.models import FAILED, SENT
-from tacso_notify.rendering import MessageKind, Recipient, Sender
 from tacso_notify.sending import SenderPool
 from tacso_registry.schemas import OrganisationCreateSchema
+from tacso_shared.contracts import EventPublished
 from tacso_shared.vocabulary import LANGUAGES
 
 SENDER = Sender(address="events@tacso.example", name="TACSO Events")
@@ -52,7 +54,7 @@ OUR_HEADERS = {
 }
 
 
-def make_event(**changes: Any) -> dict[str, Any]:
+def make_event(**changes: Any) -> EventPublished:
     """An event as ``EventPublishedV1`` loads it, with a fresh id (the ledger is shared)."""
     event_id = str(uuid.uuid4())
     event: dict[str, Any] = {
@@ -74,7 +76,7 @@ def make_event(**changes: Any) -> dict[str, Any]:
         "url": f"https://events.tacso.example/events/{event_id}",
     }
     event.update(changes)
-    return event
+    return event_published(**event)
 
 
 class ListDirectory:
@@ -154,14 +156,14 @@ class TestIsolation:
 
         result = fan_out(event, MessageKind.INVITATION, send_through(audience, smtputf8=False))
 
-        status = outcome(ledger, event["event_id"])
+        status = outcome(ledger, event.event_id)
         assert result.sent == 18
         assert result.failed == 2
         assert status["org-3"][0] == FAILED
         assert "cannot be sent to this recipient" in (status["org-3"][1] or "")
         assert status["org-11"][0] == FAILED
         assert sum(1 for s, _ in status.values() if s == SENT) == 18
-        assert len(mails_of(servers[False], event["event_id"])) == 18
+        assert len(mails_of(servers[False], event.event_id)) == 18
 
     def test_an_idn_domain_is_sent_to_its_punycode_form(
         self, ledger: DeliveryLedger, send_through: Any, servers: Any
@@ -171,9 +173,9 @@ class TestIsolation:
 
         fan_out(event, MessageKind.INVITATION, send_through(audience, smtputf8=False))
 
-        rcpts = sorted(m.rcpt_tos[0] for m in mails_of(servers[False], event["event_id"]))
+        rcpts = sorted(m.rcpt_tos[0] for m in mails_of(servers[False], event.event_id))
         assert rcpts == ["info@xn--ene-b3a.example.ba", "ured@xn--udruenje-p4b.ba"]
-        assert {s for s, _ in outcome(ledger, event["event_id"]).values()} == {SENT}
+        assert {s for s, _ in outcome(ledger, event.event_id).values()} == {SENT}
 
     def test_a_utf8_local_part_fails_alone_without_smtputf8(
         self, ledger: DeliveryLedger, send_through: Any, servers: Any
@@ -183,7 +185,7 @@ class TestIsolation:
 
         fan_out(event, MessageKind.INVITATION, send_through(audience, smtputf8=False))
 
-        status = outcome(ledger, event["event_id"])
+        status = outcome(ledger, event.event_id)
         assert status["org-9"] == (FAILED, "server does not support SMTPUTF8")
         assert [s for o, (s, _) in status.items() if o != "org-9"] == [SENT] * 5
         # A server's missing extension says nothing about the address: it is not suppressed.
@@ -196,9 +198,9 @@ class TestIsolation:
 
         fan_out(event, MessageKind.PRESS_NOTICE, send_through([cso(9, "žena@žene.ba")], True))
 
-        (mail,) = mails_of(servers[True], event["event_id"])
+        (mail,) = mails_of(servers[True], event.event_id)
         assert mail.rcpt_tos == ("žena@xn--ene-b3a.ba",)
-        assert outcome(ledger, event["event_id"])["org-9"] == (SENT, None)
+        assert outcome(ledger, event.event_id)["org-9"] == (SENT, None)
 
     def test_a_name_that_cannot_be_encoded_fails_that_delivery_only(
         self, ledger: DeliveryLedger, send_through: Any
@@ -208,7 +210,7 @@ class TestIsolation:
 
         fan_out(event, MessageKind.INVITATION, send_through(audience, smtputf8=True))
 
-        status = outcome(ledger, event["event_id"])
+        status = outcome(ledger, event.event_id)
         assert status["org-1"][0] == FAILED
         assert status["org-2"] == (SENT, None)
 
@@ -227,7 +229,7 @@ class TestIsolation:
         finally:
             server.fail_recipients({})
 
-        status = outcome(ledger, event["event_id"])
+        status = outcome(ledger, event.event_id)
         assert status["org-1"][0] == FAILED
         assert "550" in (status["org-1"][1] or "")
         assert status["org-2"] == (SENT, None)
@@ -333,14 +335,14 @@ def test_any_accepted_audience_ends_sent_or_failed_with_a_reason_and_mail_is_wel
 
     result = fan_out(event, kind, send_through(organisations, smtputf8))
 
-    status = outcome(ledger, event["event_id"])
+    status = outcome(ledger, event.event_id)
     assert len(status) == len(organisations)
     assert result.sent + result.failed == len(organisations)
     for state, reason in status.values():
         assert state in (SENT, FAILED)
         if state == FAILED:
             assert reason
-    delivered = mails_of(servers[smtputf8], event["event_id"])
+    delivered = mails_of(servers[smtputf8], event.event_id)
     assert len(delivered) == result.sent
     for mail in delivered:
         check_message(mail)

@@ -14,12 +14,13 @@ import pytest
 from click.testing import CliRunner
 from kombu import Connection
 
+from support.messages import event_published
 from support.waiting import wait_until
 from tacso_notify.bootstrap import apply_migrations, bootstrap, load_settings
 from tacso_notify.cli import cli
-from tacso_notify.rendering import Recipient
+from tacso_notify.domain import Recipient
 from tacso_shared.consumer import QueueWorker
-from tacso_shared.contracts import EVENT_PUBLISHED, dump_data
+from tacso_shared.contracts import envelope_of, load_data
 from tacso_shared.envelope import Envelope
 from tacso_shared.topology import INVITATIONS, declare_topology
 
@@ -70,28 +71,21 @@ def run(*args: str) -> Any:
 
 
 def event_envelope() -> Envelope:
-    data = dump_data(
-        EVENT_PUBLISHED,
-        {
-            "event_id": "11111111-1111-1111-1111-111111111111",
-            "revision": 1,
-            "title": "Migration and refugee response",
-            "description": None,
-            "type": "training",
-            "country": "BA",
-            "topics": ["migration"],
-            "starts_at": datetime(2026, 12, 1, 9, tzinfo=UTC),
-            "ends_at": datetime(2026, 12, 1, 12, tzinfo=UTC),
-            "venue": None,
-            "online_url": "https://meet.example.org/x",
-            "capacity": None,
-            "organiser_id": "o",
-            "organiser_name": "VESTA",
-            "organiser_email": None,
-            "url": "http://localhost:5002/api/v1/events/1",
-        },
+    event = event_published(
+        event_id="11111111-1111-1111-1111-111111111111",
+        revision=1,
+        title="Migration and refugee response",
+        type="training",
+        country="BA",
+        topics=["migration"],
+        starts_at=datetime(2026, 12, 1, 9, tzinfo=UTC),
+        ends_at=datetime(2026, 12, 1, 12, tzinfo=UTC),
+        online_url="https://meet.example.org/x",
+        organiser_id="o",
+        organiser_name="VESTA",
+        url="http://localhost:5002/api/v1/events/1",
     )
-    return Envelope(type=EVENT_PUBLISHED, source="/test", data=data)
+    return envelope_of(event, "/test")
 
 
 class TestDeadLetterCommands:
@@ -136,8 +130,8 @@ class TestResendFailed:
     ) -> None:
         notify = bootstrap()
         envelope = event_envelope()
-        event = envelope.data
-        notify.ledger.save_snapshot(event["event_id"], 1, envelope.to_json())
+        event = load_data(envelope)
+        notify.ledger.save_snapshot(event.event_id, 1, envelope.to_json())
         recipients = [
             Recipient(f"org-{i}", f"Org {i}", f"org{i}@example.org", "bs") for i in range(3)
         ]
@@ -149,12 +143,12 @@ class TestResendFailed:
         notify.ledger.record([first], failed=[(second, "550 no such user"), (third, "552 full")])
         notify.ledger.suppress([("org1@example.org", "550"), ("org2@example.org", "552")])
 
-        status = run("status", event["event_id"]).output
+        status = run("status", event.event_id).output
         assert "invitation: failed 2, sent 1" in status
 
-        output = run("resend-failed", event["event_id"]).output
+        output = run("resend-failed", event.event_id).output
         assert "2 failed deliveries" in output
-        assert notify.ledger.counts(event["event_id"]) == {"invitation": {"pending": 2, "sent": 1}}
+        assert notify.ledger.counts(event.event_id) == {"invitation": {"pending": 2, "sent": 1}}
         assert notify.ledger.suppressed(["org1@example.org", "org2@example.org"]) == {}
         queue = INVITATIONS.queue_for("BA").name
         wait_until(lambda: depth(amqp_url, queue) == 1, timeout=10)
@@ -164,7 +158,7 @@ class TestResendFailed:
         # A page task that starts a fan-out chain of its own from the first page.
         task = json.loads(body)
         assert task["type"] == "org.tacso.notify.fanout.page.v1"
-        assert task["data"]["event_id"] == event["event_id"]
+        assert task["data"]["event_id"] == event.event_id
         assert task["data"]["after"] is None
         assert task["data"]["kind"] == "invitation"
         assert task["data"]["chain"].startswith("resend-")

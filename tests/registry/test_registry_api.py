@@ -12,7 +12,12 @@ from flask.testing import FlaskClient
 
 from tacso_registry.bootstrap import Registry
 from tacso_registry.models import outbox
-from tacso_shared.contracts import ORGANISATION_REGISTERED, OrganisationRegisteredV1, load_data
+from tacso_shared.contracts import (
+    ORGANISATION_REGISTERED,
+    OrganisationRegistered,
+    OrganisationRegisteredV1,
+    load_data,
+)
 from tacso_shared.envelope import parse_envelope
 from tacso_shared.vocabulary import TOPICS
 
@@ -98,15 +103,15 @@ class TestCreateOrganisation:
         assert envelope.source == "/tacso/registry"
         assert envelope.subject == created["id"]
         assert envelope.correlationid == "corr-123"
-        assert load_data(envelope) == {
-            "organisation_id": created["id"],
-            "name": created["name"],
-            "kind": "cso",
-            "country": "XK",
-            "email": created["email"],
-            "language": "sq",
-            "topics": ["advocacy", "youth"],
-        }
+        assert load_data(envelope) == OrganisationRegistered(
+            organisation_id=created["id"],
+            name=created["name"],
+            kind="cso",
+            country="XK",
+            email=created["email"],
+            language="sq",
+            topics=("advocacy", "youth"),
+        )
 
     def test_a_duplicate_email_is_409_naming_the_email_and_writes_nothing(
         self,

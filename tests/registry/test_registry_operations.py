@@ -63,7 +63,7 @@ class TestRegisterOrganisation:
             [row] = conn.execute(sa.select(outbox)).all()
         envelope = parse_envelope(row.body)
         assert envelope.subject == org.id
-        assert load_data(envelope)["organisation_id"] == org.id
+        assert load_data(envelope).organisation_id == org.id
         assert row.routing_key == "organisation.registered.BA"
 
     def test_a_rolled_back_transaction_leaves_neither_organisation_nor_message(

@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from tacso_shared.contracts import EVENT_PUBLISHED, dump_data, load_data
+from support.messages import event_published
+from tacso_shared.contracts import (
+    EVENT_PUBLISHED,
+    EVENT_PUBLISHED_V1,
+    EventPublished,
+    envelope_of,
+    load_data,
+)
 from tacso_shared.envelope import Envelope, PoisonMessage, parse_envelope
 
 
@@ -37,12 +44,7 @@ def event_data(**over: Any) -> dict[str, Any]:
 
 class TestEnvelope:
     def test_round_trips_with_cloudevents_attributes(self) -> None:
-        env = Envelope(
-            type=EVENT_PUBLISHED,
-            source="/t",
-            data=dump_data(EVENT_PUBLISHED, event_data()),
-            correlationid="c-1",
-        )
+        env = envelope_of(event_published(**event_data()), "/t", correlation_id="c-1")
         wire = json.loads(env.to_json())
         assert {"specversion", "id", "source", "type", "time", "datacontenttype", "data"} <= set(
             wire
@@ -50,7 +52,10 @@ class TestEnvelope:
         assert wire["specversion"] == "1.0" and wire["correlationid"] == "c-1"
         back = parse_envelope(env.to_json().encode())
         assert back.id == env.id and back.time == env.time and back.data == env.data
-        assert load_data(back)["starts_at"] == datetime(2026, 5, 1, 8, tzinfo=UTC)
+        loaded = load_data(back)
+        assert isinstance(loaded, EventPublished)
+        assert loaded.starts_at == datetime(2026, 5, 1, 8, tzinfo=UTC)
+        assert loaded == event_published(**event_data()), "a message survives the wire whole"
 
     @pytest.mark.parametrize(
         "body",
@@ -67,14 +72,18 @@ class TestContracts:
             load_data(Envelope(type="org.tacso.nope.v1", source="/t", data={}))
 
     def test_data_that_breaks_the_schema_is_poison(self) -> None:
-        bad = dump_data(EVENT_PUBLISHED, event_data())
+        bad = EVENT_PUBLISHED_V1.dump(event_published(**event_data()))
         bad["country"] = "FR"
         with pytest.raises(PoisonMessage, match="country"):
             load_data(Envelope(type=EVENT_PUBLISHED, source="/t", data=bad))
 
     def test_outgoing_data_is_checked_before_it_is_stored(self) -> None:
         with pytest.raises(ValueError, match="revision"):
-            dump_data(EVENT_PUBLISHED, event_data(revision=0))
+            envelope_of(event_published(check=False, **event_data(revision=0)), "/t")
+
+    def test_a_message_has_exactly_the_contract_fields(self) -> None:
+        with pytest.raises(TypeError, match="titel"):
+            event_published(**event_data(titel="typo"))
 
 
 def test_absurdly_nested_json_is_poison_not_a_crash() -> None:

@@ -9,6 +9,7 @@ from flask.views import MethodView
 
 from tacso_events import operations
 from tacso_events.bootstrap import Events
+from tacso_events.models import Event
 from tacso_events.registry_client import RegistryUnavailable
 from tacso_events.schemas import EventCreateSchema, EventPageSchema, EventQuerySchema, EventSchema
 from tacso_shared.auth import admin_required, has_admin_key
@@ -49,7 +50,7 @@ class EventList(MethodView):
         return response
 
     @staticmethod
-    def _page(args: dict[str, Any]) -> dict[str, Any]:
+    def _page(args: dict[str, Any]) -> operations.EventPage:
         flt = operations.EventFilter(
             country=args.get("country"),
             topics=tuple(args.get("topic") or ()),
@@ -58,25 +59,22 @@ class EventList(MethodView):
             starts_before=args.get("to"),
         )
         with _events().sessions() as session:
-            page = operations.list_events(session, flt, args["page"], args["page_size"])
-            items = [operations.event_document(e, _base_url()) for e in page.items]
-        return {"items": items, "page": page.page, "page_size": page.page_size, "total": page.total}
+            return operations.list_events(session, flt, args["page"], args["page_size"])
 
     @admin_required
     @blp.arguments(EventCreateSchema)
     @blp.response(201, EventSchema)
     @blp.alt_response(503, description="The registry could not be asked about the organiser")
-    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+    def post(self, command: operations.CreateEvent) -> Event:
         """Create an event; unless it is a draft, publish it at once."""
         events = _events()
         try:
             with transaction(events.sessions) as session:
                 event = operations.create_event(
-                    session, data, events.registry, _base_url(), _correlation_id()
+                    session, command, events.registry, _base_url(), _correlation_id()
                 )
-                document = operations.event_document(event, _base_url())
             events.listing_cache.clear()
-            return document
+            return event
         except operations.InvalidOrganiser as exc:
             abort(422, message=exc.reason, errors={"json": {"organiser_id": [exc.reason]}})
         except RegistryUnavailable as exc:
@@ -91,13 +89,13 @@ class EventList(MethodView):
 class EventById(MethodView):
     @blp.response(200, EventSchema)
     @blp.alt_response(404, description="No such event, or a draft asked for without the key")
-    def get(self, event_id: str) -> dict[str, Any]:
+    def get(self, event_id: str) -> Event:
         """Get one event (public; a draft only with the admin key)."""
         with _events().sessions() as session:
             event = operations.get_event(session, event_id, include_drafts=has_admin_key())
-            if event is None:
-                abort(404, message=f"No event with id {event_id}.")
-            return operations.event_document(event, _base_url())
+        if event is None:
+            abort(404, message=f"No event with id {event_id}.")
+        return event
 
 
 @blp.route("/events/<string:event_id>/publish")
@@ -106,14 +104,13 @@ class EventPublish(MethodView):
     @blp.response(200, EventSchema)
     @blp.alt_response(404, description="No such event")
     @blp.alt_response(409, description="The event is published already")
-    def post(self, event_id: str) -> dict[str, Any]:
+    def post(self, event_id: str) -> Event:
         """Publish a draft event."""
         try:
             with transaction(_events().sessions) as session:
                 event = operations.publish_event(session, event_id, _base_url(), _correlation_id())
-                document = operations.event_document(event, _base_url())
             _events().listing_cache.clear()
-            return document
+            return event
         except operations.EventNotFound:
             abort(404, message=f"No event with id {event_id}.")
         except operations.AlreadyPublished:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -13,8 +12,7 @@ from sqlalchemy.orm import Session
 from tacso_events.models import DRAFT, PUBLISHED, Event, EventTopic, outbox
 from tacso_events.registry_client import Organisation, RegistryClient
 from tacso_shared import outbox as outbox_ops
-from tacso_shared.contracts import EVENT_PUBLISHED
-from tacso_shared.envelope import Envelope
+from tacso_shared.contracts import EventPublished, Venue, envelope_of
 from tacso_shared.vocabulary import ORGANISER_KINDS
 
 SOURCE = "/tacso/events"
@@ -62,29 +60,22 @@ def event_url(public_base_url: str, event_id: str) -> str:
     return f"{public_base_url.rstrip('/')}/api/v1/events/{event_id}"
 
 
-def event_document(event: Event, public_base_url: str) -> dict[str, Any]:
-    """The event as the API returns it."""
-    return {
-        "id": event.id,
-        "title": event.title,
-        "description": event.description,
-        "type": event.type,
-        "country": event.country,
-        "topics": event.topics,
-        "starts_at": event.starts_at,
-        "ends_at": event.ends_at,
-        "venue": event.venue,
-        "online_url": event.online_url,
-        "capacity": event.capacity,
-        "organiser_id": event.organiser_id,
-        "organiser_name": event.organiser_name,
-        "status": event.status,
-        "revision": event.revision,
-        "url": event_url(public_base_url, event.id),
-        "created_at": event.created_at,
-        "updated_at": event.updated_at,
-        "published_at": event.published_at,
-    }
+@dataclass(frozen=True)
+class CreateEvent:
+    """A client's request to create an event (validated by ``EventCreateSchema``)."""
+
+    title: str
+    type: str
+    country: str
+    topics: tuple[str, ...]
+    starts_at: datetime
+    ends_at: datetime
+    organiser_id: str
+    status: str = PUBLISHED
+    description: str | None = None
+    venue: Venue | None = None
+    online_url: str | None = None
+    capacity: int | None = None
 
 
 def check_organiser(organisation: Organisation | None, country: str) -> Organisation:
@@ -100,32 +91,32 @@ def check_organiser(organisation: Organisation | None, country: str) -> Organisa
 
 def create_event(
     session: Session,
-    data: dict[str, Any],
+    command: CreateEvent,
     registry: RegistryClient,
     public_base_url: str,
     correlation_id: str | None = None,
 ) -> Event:
-    """Add an event (validated data) whose organiser the registry vouches for.
+    """Add an event whose organiser the registry vouches for.
 
     A published event gets its ``event.published`` message in the same transaction. Raises
     :class:`InvalidOrganiser`, or ``RegistryUnavailable`` when the registry cannot be asked.
     """
-    organiser = check_organiser(registry.get_organisation(data["organiser_id"]), data["country"])
+    organiser = check_organiser(registry.get_organisation(command.organiser_id), command.country)
     now = datetime.now(UTC)
-    venue = data.get("venue")
+    venue = command.venue
     event = Event(
         id=str(uuid.uuid4()),
-        title=data["title"],
-        description=data.get("description"),
-        type=data["type"],
-        country=data["country"],
-        starts_at=data["starts_at"].astimezone(UTC),
-        ends_at=data["ends_at"].astimezone(UTC),
-        venue_name=venue["name"] if venue else None,
-        venue_address=venue.get("address") if venue else None,
-        venue_city=venue["city"] if venue else None,
-        online_url=data.get("online_url"),
-        capacity=data.get("capacity"),
+        title=command.title,
+        description=command.description,
+        type=command.type,
+        country=command.country,
+        starts_at=command.starts_at.astimezone(UTC),
+        ends_at=command.ends_at.astimezone(UTC),
+        venue_name=venue.name if venue else None,
+        venue_address=venue.address if venue else None,
+        venue_city=venue.city if venue else None,
+        online_url=command.online_url,
+        capacity=command.capacity,
         organiser_id=organiser.id,
         organiser_name=organiser.name,
         organiser_email=organiser.email,
@@ -134,11 +125,11 @@ def create_event(
         created_at=now,
         updated_at=now,
         published_at=None,
-        topic_links=[EventTopic(topic=t) for t in sorted(set(data.get("topics", [])))],
+        topic_links=[EventTopic(topic=t) for t in sorted(set(command.topics))],
     )
     session.add(event)
     session.flush()
-    if data.get("status", PUBLISHED) == PUBLISHED:
+    if command.status == PUBLISHED:
         _publish(session, event, public_base_url, correlation_id, now)
     return event
 
@@ -171,39 +162,31 @@ def _publish(
     event.published_at = now
     event.updated_at = now
     session.flush()
-    outbox_ops.enqueue(
-        session,
-        outbox,
-        Envelope(
-            type=EVENT_PUBLISHED,
-            source=SOURCE,
-            subject=event.id,
-            correlationid=correlation_id,
-            data=published_data(event, public_base_url),
-        ),
+    message = event_published(event, public_base_url)
+    outbox_ops.enqueue(session, outbox, envelope_of(message, SOURCE, event.id, correlation_id))
+
+
+def event_published(event: Event, public_base_url: str) -> EventPublished:
+    """The event's ``event.published`` message: the one mapping from the model to the contract."""
+    venue = event.venue
+    return EventPublished(
+        event_id=event.id,
+        revision=event.revision,
+        title=event.title,
+        description=event.description,
+        type=event.type,
+        country=event.country,
+        topics=tuple(event.topics),
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        venue=Venue(**venue) if venue else None,
+        online_url=event.online_url,
+        capacity=event.capacity,
+        organiser_id=event.organiser_id,
+        organiser_name=event.organiser_name,
+        organiser_email=event.organiser_email,
+        url=event_url(public_base_url, event.id),
     )
-
-
-def published_data(event: Event, public_base_url: str) -> dict[str, Any]:
-    """The ``data`` of the event's ``event.published`` message (:class:`EventPublishedV1`)."""
-    return {
-        "event_id": event.id,
-        "revision": event.revision,
-        "title": event.title,
-        "description": event.description,
-        "type": event.type,
-        "country": event.country,
-        "topics": event.topics,
-        "starts_at": event.starts_at,
-        "ends_at": event.ends_at,
-        "venue": event.venue,
-        "online_url": event.online_url,
-        "capacity": event.capacity,
-        "organiser_id": event.organiser_id,
-        "organiser_name": event.organiser_name,
-        "organiser_email": event.organiser_email,
-        "url": event_url(public_base_url, event.id),
-    }
 
 
 def get_event(session: Session, event_id: str, include_drafts: bool = False) -> Event | None:

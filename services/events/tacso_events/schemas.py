@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app
 from marshmallow import (
     Schema,
     ValidationError,
@@ -15,7 +16,9 @@ from marshmallow import (
     validates_schema,
 )
 
-from tacso_events.models import PUBLISHED, STATUSES
+from tacso_events.models import PUBLISHED, STATUSES, Event
+from tacso_events.operations import CreateEvent, event_url
+from tacso_shared.contracts import Venue
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
 from tacso_shared.web import AsciiInteger
 
@@ -65,12 +68,13 @@ class VenueSchema(Schema):
     )
 
     @post_load
-    def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        data["name"] = data["name"].strip()
-        data["city"] = data["city"].strip()
-        if data.get("address") is not None:
-            data["address"] = data["address"].strip() or None
-        return data
+    def _venue(self, data: dict[str, Any], **_: Any) -> Venue:
+        address = data.get("address")
+        return Venue(
+            name=data["name"].strip(),
+            city=data["city"].strip(),
+            address=address.strip() or None if address is not None else None,
+        )
 
 
 class EventCreateSchema(Schema):
@@ -131,12 +135,22 @@ class EventCreateSchema(Schema):
             raise ValidationError(errors)
 
     @post_load
-    def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        data["title"] = data["title"].strip()
-        if data.get("description") is not None:
-            data["description"] = data["description"].strip() or None
-        data["topics"] = sorted(set(data["topics"]))
-        return data
+    def _command(self, data: dict[str, Any], **_: Any) -> CreateEvent:
+        description = data.get("description")
+        return CreateEvent(
+            title=data["title"].strip(),
+            description=description.strip() or None if description is not None else None,
+            type=data["type"],
+            country=data["country"],
+            topics=tuple(sorted(set(data["topics"]))),
+            starts_at=data["starts_at"],
+            ends_at=data["ends_at"],
+            venue=data.get("venue"),
+            online_url=data.get("online_url"),
+            capacity=data.get("capacity"),
+            organiser_id=data["organiser_id"],
+            status=data["status"],
+        )
 
 
 class VenueOutSchema(Schema):
@@ -147,8 +161,13 @@ class VenueOutSchema(Schema):
     city = fields.String(required=True)
 
 
+def _public_url(event: Event) -> str:
+    events = current_app.extensions["tacso_events"]
+    return event_url(events.settings.common.public_base_url, event.id)
+
+
 class EventSchema(Schema):
-    """An event as the API returns it."""
+    """An event as the API returns it (dumped from the model)."""
 
     id = fields.String(required=True)
     title = fields.String(required=True)
@@ -169,7 +188,11 @@ class EventSchema(Schema):
     revision = fields.Integer(
         required=True, metadata={"description": "1 when first published; 0 while a draft."}
     )
-    url = fields.String(required=True, metadata={"description": "Where the event can be read."})
+    url = fields.Function(
+        _public_url,
+        required=True,
+        metadata={"type": "string", "description": "Where the event can be read."},
+    )
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
     published_at = fields.AwareDateTime(required=True, allow_none=True)

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import requests
 
-from tacso_notify.rendering import Recipient
+from tacso_notify.domain import Recipient
 from tacso_shared.envelope import PoisonMessage
 
 DEFAULT_PAGE_SIZE = 500

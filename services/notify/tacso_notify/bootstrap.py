@@ -12,10 +12,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tacso_notify.audience import RegistryDirectory
+from tacso_notify.domain import MessageKind, Sender
 from tacso_notify.handlers import Dependencies, make_handler, warm_up
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.mailer import SmtpMailer, SmtpSettings
-from tacso_notify.rendering import MessageKind, Sender
 from tacso_notify.sending import SenderPool
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_shared.config import CommonSettings, ConfigError, env_bool, env_float, env_int, env_str

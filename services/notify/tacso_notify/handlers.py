@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +17,13 @@ from tacso_notify.audience import (
     AudienceUnavailable,
     Directory,
 )
+from tacso_notify.domain import MessageKind, Recipient, Sender
 from tacso_notify.ledger import DeliveryLedger
-from tacso_notify.rendering import MessageKind, PreparedMessage, Recipient, Sender, prepare_message
+from tacso_notify.rendering import PreparedMessage, prepare_message
 from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
 from tacso_notify.tasks import PageTask
 from tacso_shared.consumer import Handler, Requeue, TransientError
-from tacso_shared.contracts import EVENT_PUBLISHED, load_data
+from tacso_shared.contracts import EVENT_PUBLISHED, EventPublished, load_data
 from tacso_shared.envelope import Envelope, PoisonMessage, parse_envelope
 from tacso_shared.messaging import PublishError
 
@@ -177,7 +178,7 @@ def _job_for(
 
 
 def _send_page(
-    event: Mapping[str, Any],
+    event: EventPublished,
     kind: MessageKind,
     page: list[Recipient],
     prepared: PreparedMessage,
@@ -229,11 +230,9 @@ def _send_page(
     return held
 
 
-def _prepared_for(
-    event: Mapping[str, Any], kind: MessageKind, deps: Dependencies
-) -> PreparedMessage:
+def _prepared_for(event: EventPublished, kind: MessageKind, deps: Dependencies) -> PreparedMessage:
     """The message of ``kind`` for this event revision, rendered once per worker."""
-    key = (str(event["event_id"]), int(event["revision"]), kind.value)
+    key = (str(event.event_id), int(event.revision), kind.value)
     prepared = deps.prepared.get(key)
     if prepared is None:
         prepared = prepare_message(event, kind, deps.sender, deps.domain)
@@ -244,7 +243,7 @@ def _prepared_for(
 
 
 def fan_out_page(
-    event: Mapping[str, Any], kind: MessageKind, task: PageTask, deps: Dependencies
+    event: EventPublished, kind: MessageKind, task: PageTask, deps: Dependencies
 ) -> FanOutResult:
     """Send ``kind`` mail to one page of the event's audience, handing the next page on first.
 
@@ -256,10 +255,10 @@ def fan_out_page(
     if deps.hand_on is None:
         raise RuntimeError("fan_out_page needs deps.hand_on")
     audience = AUDIENCES[kind]
-    topics = list(event["topics"]) if audience.match_topics else []
+    topics = list(event.topics) if audience.match_topics else []
     size = FIRST_PAGE_SIZE if task.number == 1 else DEFAULT_PAGE_SIZE
     page, next_after = deps.directory.page(
-        event["country"], audience.organisation_kind, topics, task.after, size
+        event.country, audience.organisation_kind, topics, task.after, size
     )
     if next_after is not None and deps.ledger.continuation_due(task.chain, next_after):
         try:
@@ -285,7 +284,7 @@ def fan_out_page(
     return progress.result
 
 
-def fan_out(event: Mapping[str, Any], kind: MessageKind, deps: Dependencies) -> FanOutResult:
+def fan_out(event: EventPublished, kind: MessageKind, deps: Dependencies) -> FanOutResult:
     """Send one mail of ``kind`` to each organisation of the event's audience that has none yet.
 
     Raises :class:`SendingPaused` (SMTP said "not now"), :class:`AudienceUnavailable` (registry
@@ -293,13 +292,13 @@ def fan_out(event: Mapping[str, Any], kind: MessageKind, deps: Dependencies) -> 
     after recording what was done: a later pass sends only what is still owed.
     """
     audience = AUDIENCES[kind]
-    topics = list(event["topics"]) if audience.match_topics else []
+    topics = list(event.topics) if audience.match_topics else []
     prepared = prepare_message(event, kind, deps.sender, deps.domain)
     progress = _Progress(deps, token=str(uuid.uuid4()))
     held = 0
     deps.pool.resume()
     try:
-        for page in deps.directory.pages(event["country"], audience.organisation_kind, topics):
+        for page in deps.directory.pages(event.country, audience.organisation_kind, topics):
             held += _send_page(event, kind, page, prepared, deps, progress)
             if progress.transient_reason or deps.stopping.is_set():
                 break
@@ -361,7 +360,7 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
     whole audience when ``deps.hand_on`` is not set) and notify's page tasks (a later page).
     """
 
-    def handle(envelope: Envelope, message: Any) -> None:
+    def handle(envelope: Envelope, message: object) -> None:
         if isinstance(message, PageTask):
             task = message
             if task.kind != kind.value:
@@ -370,16 +369,20 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
             if snapshot is None:
                 raise PoisonMessage(f"no snapshot of event {task.event_id} rev {task.revision}")
             event = load_data(parse_envelope(snapshot.envelope))
-        else:
+            if not isinstance(event, EventPublished):
+                raise PoisonMessage(f"the snapshot of {task.event_id} is not an event")
+        elif isinstance(message, EventPublished):
             event = message
-            deps.ledger.save_snapshot(event["event_id"], event["revision"], envelope.to_json())
+            deps.ledger.save_snapshot(event.event_id, event.revision, envelope.to_json())
             task = PageTask(
-                event_id=event["event_id"],
-                revision=event["revision"],
+                event_id=event.event_id,
+                revision=event.revision,
                 kind=kind.value,
-                country=event["country"],
+                country=event.country,
                 chain=f"{envelope.id}:{kind.value}",
             )
+        else:
+            raise PoisonMessage(f"{envelope.type} is not a message for the {kind.value} worker")
         try:
             if deps.hand_on is None:
                 result = fan_out(event, kind, deps)
@@ -394,8 +397,8 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
         log.info(
             "%s for event %s rev %s page %d (%s): %d sent, %d failed, %d already done",
             kind.value,
-            event["event_id"],
-            event["revision"],
+            event.event_id,
+            event.revision,
             task.number,
             envelope.id,
             result.sent,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from tacso_notify.domain import Recipient
 from tacso_notify.models import (
     FAILED,
     PENDING,
@@ -20,7 +21,7 @@ from tacso_notify.models import (
     FanOutContinuation,
     Suppression,
 )
-from tacso_notify.rendering import Recipient
+from tacso_shared.contracts import EventPublished
 from tacso_shared.db import transaction
 
 
@@ -56,7 +57,7 @@ class DeliveryLedger:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def ensure(self, event: Mapping[str, Any], kind: str, recipients: Sequence[Recipient]) -> None:
+    def ensure(self, event: EventPublished, kind: str, recipients: Sequence[Recipient]) -> None:
         """Record that each recipient is owed this mail (rows already there are left alone)."""
         if recipients:
             with transaction(self.sessions) as session:
@@ -64,7 +65,7 @@ class DeliveryLedger:
 
     def claim(
         self,
-        event: Mapping[str, Any],
+        event: EventPublished,
         kind: str,
         organisation_ids: Sequence[str],
         token: str,
@@ -82,7 +83,7 @@ class DeliveryLedger:
 
     def ensure_and_claim(
         self,
-        event: Mapping[str, Any],
+        event: EventPublished,
         kind: str,
         recipients: Sequence[Recipient],
         token: str,
@@ -104,17 +105,17 @@ class DeliveryLedger:
 
     @staticmethod
     def _ensure(
-        session: Session, event: Mapping[str, Any], kind: str, recipients: Sequence[Recipient]
+        session: Session, event: EventPublished, kind: str, recipients: Sequence[Recipient]
     ) -> None:
         now = datetime.now(UTC)
         rows = [
             {
-                "event_id": event["event_id"],
-                "revision": event["revision"],
+                "event_id": event.event_id,
+                "revision": event.revision,
                 "organisation_id": r.organisation_id,
                 "kind": kind,
                 "recipient": r.email,
-                "country": event["country"],
+                "country": event.country,
                 "status": PENDING,
                 "attempts": 0,
                 "created_at": now,
@@ -127,7 +128,7 @@ class DeliveryLedger:
     @staticmethod
     def _claim(
         session: Session,
-        event: Mapping[str, Any],
+        event: EventPublished,
         kind: str,
         organisation_ids: Sequence[str],
         token: str,
@@ -137,8 +138,8 @@ class DeliveryLedger:
         expired = now - timedelta(seconds=lease_seconds)
         t = DELIVERIES
         scope = sa.and_(
-            t.c.event_id == event["event_id"],
-            t.c.revision == event["revision"],
+            t.c.event_id == event.event_id,
+            t.c.revision == event.revision,
             t.c.kind == kind,
             t.c.organisation_id.in_(list(organisation_ids)),
             t.c.status == PENDING,

@@ -11,14 +11,13 @@ as plain UTF-8 bytes.
 from __future__ import annotations
 
 import binascii
-import enum
 import functools
 import html
 import re
 import secrets
 import textwrap
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -32,13 +31,12 @@ import icalendar
 import jinja2
 
 from tacso_notify.addressing import SmtpAddress, UnsendableAddress, smtp_address
+from tacso_notify.domain import MessageKind, Recipient, Sender
+from tacso_shared.contracts import EventPublished, Venue
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
 
 __all__ = [
-    "MessageKind",
     "PreparedMessage",
-    "Recipient",
-    "Sender",
     "build_calendar",
     "ical_uid",
     "prepare_message",
@@ -82,31 +80,6 @@ _TEXT_TOKEN = f"TACSO{secrets.token_hex(12)}TEXTNAME"
 _HTML_TOKEN = f"TACSO{secrets.token_hex(12)}HTMLNAME"
 _TEXT_TOKEN_BYTES = _TEXT_TOKEN.encode("ascii")
 _TOKENS = re.compile(b"(" + _TEXT_TOKEN_BYTES + b"|" + _HTML_TOKEN.encode("ascii") + b")")
-
-
-class MessageKind(enum.StrEnum):
-    """Which message is sent about an event (also the ``X-TACSO-Kind`` header value)."""
-
-    INVITATION = "invitation"
-    PRESS_NOTICE = "press_notice"
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """An organisation a message is addressed to."""
-
-    organisation_id: str
-    name: str
-    email: str
-    language: str = "en"
-
-
-@dataclass(frozen=True)
-class Sender:
-    """The mailbox messages come from (``From`` header and SMTP envelope sender)."""
-
-    address: str
-    name: str = "TACSO Events"
 
 
 class PreparedMessage:
@@ -218,7 +191,7 @@ def ical_uid(event_id: str, domain: str = "tacso.local") -> str:
 
 
 def build_calendar(
-    event: Mapping[str, Any],
+    event: EventPublished,
     domain: str = "tacso.local",
     *,
     sender: Sender | None = None,
@@ -228,28 +201,28 @@ def build_calendar(
     The organiser is the event's organiser; without an organiser email it is ``sender`` (or
     ``events@<domain>``), because iTIP requests must name an organiser.
     """
-    start = _aware(event["starts_at"]).astimezone(UTC)
-    end = _aware(event["ends_at"]).astimezone(UTC)
-    description = event.get("description") or ""
-    details = f"Details and registration: {event['url']}"
+    start = _aware(event.starts_at).astimezone(UTC)
+    end = _aware(event.ends_at).astimezone(UTC)
+    description = event.description or ""
+    details = f"Details and registration: {event.url}"
 
     vevent = icalendar.Event()
-    vevent.add("uid", ical_uid(str(event["event_id"]), domain))
+    vevent.add("uid", ical_uid(str(event.event_id), domain))
     # SEQUENCE starts at 0 while revisions start at 1; each new revision supersedes the last.
-    vevent.add("sequence", int(event["revision"]) - 1)
+    vevent.add("sequence", int(event.revision) - 1)
     vevent.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
     vevent.add("dtstart", start)
     vevent.add("dtend", end)
-    vevent.add("summary", event["title"])
+    vevent.add("summary", event.title)
     vevent.add("description", f"{description}\n\n{details}" if description else details)
     location = _location(event)
     if location:
         vevent.add("location", location)
-    vevent.add("url", event["url"])
-    organiser_email = event.get("organiser_email")
+    vevent.add("url", event.url)
+    organiser_email = event.organiser_email
     if not organiser_email:
         organiser_email = sender.address if sender is not None else f"events@{domain}"
-    vevent.add("organizer", f"mailto:{organiser_email}", parameters={"CN": event["organiser_name"]})
+    vevent.add("organizer", f"mailto:{organiser_email}", parameters={"CN": event.organiser_name})
     vevent.add("status", "CONFIRMED")
 
     calendar = icalendar.Calendar()
@@ -263,14 +236,14 @@ def build_calendar(
 
 
 def prepare_message(
-    event: Mapping[str, Any],
+    event: EventPublished,
     kind: MessageKind,
     sender: Sender,
     domain: str = "tacso.local",
 ) -> PreparedMessage:
     """Render ``kind`` for ``event`` once; ``for_recipient`` of the result personalises it."""
     kind = MessageKind(kind)
-    title = " ".join(str(event["title"]).split())
+    title = " ".join(str(event.title).split())
     subject = f"Invitation: {title}" if kind is MessageKind.INVITATION else f"Press notice: {title}"
     context = _context(event)
     environment = _environment()
@@ -282,8 +255,8 @@ def prepare_message(
     template["Subject"] = subject
     template["Date"] = format_datetime(datetime.now(UTC).replace(microsecond=0))
     template["MIME-Version"] = "1.0"
-    template["X-TACSO-Event-Id"] = str(event["event_id"])
-    template["X-TACSO-Revision"] = str(event["revision"])
+    template["X-TACSO-Event-Id"] = str(event.event_id)
+    template["X-TACSO-Revision"] = str(event.revision)
     template["X-TACSO-Kind"] = kind.value
     calendar = (
         build_calendar(event, domain, sender=sender).decode("utf-8")
@@ -296,8 +269,8 @@ def prepare_message(
         kind=kind,
         subject=subject,
         sender=sender,
-        event_id=str(event["event_id"]),
-        revision=int(event["revision"]),
+        event_id=str(event.event_id),
+        revision=int(event.revision),
         domain=domain,
     )
     flat = _assemble(template, text, body, cte="8bit", calendar=calendar).as_bytes(policy=SMTP)
@@ -348,28 +321,26 @@ def _assemble(
     return message
 
 
-def _context(event: Mapping[str, Any]) -> dict[str, Any]:
+def _context(event: EventPublished) -> dict[str, Any]:
     """The template variables for ``event``: labels, local time and wrapped description."""
-    country = COUNTRIES[event["country"]]
-    venue = event.get("venue")
+    country = COUNTRIES[event.country]
+    venue = event.venue
     return {
         "greeting_name": _TEXT_TOKEN,
         "greeting_name_html": _HTML_TOKEN,
-        "title": " ".join(str(event["title"]).split()),
-        "type_label": EVENT_TYPES.get(event["type"], event["type"]),
-        "topics": [TOPICS.get(slug, slug) for slug in event.get("topics") or ()],
-        "when": _format_when(
-            _aware(event["starts_at"]), _aware(event["ends_at"]), country.timezone
-        ),
+        "title": " ".join(str(event.title).split()),
+        "type_label": EVENT_TYPES.get(event.type, event.type),
+        "topics": [TOPICS.get(slug, slug) for slug in event.topics or ()],
+        "when": _format_when(_aware(event.starts_at), _aware(event.ends_at), country.timezone),
         "timezone": country.timezone,
         "country": country.name,
-        "venue": dict(venue) if venue else None,
-        "online_url": event.get("online_url"),
-        "capacity": event.get("capacity"),
-        "organiser_name": event["organiser_name"],
-        "organiser_email": event.get("organiser_email"),
-        "url": event["url"],
-        "description": _paragraphs(event.get("description")),
+        "venue": venue,
+        "online_url": event.online_url,
+        "capacity": event.capacity,
+        "organiser_name": event.organiser_name,
+        "organiser_email": event.organiser_email,
+        "url": event.url,
+        "description": _paragraphs(event.description),
     }
 
 
@@ -406,22 +377,21 @@ def _paragraphs(description: str | None) -> list[list[str]]:
     ]
 
 
-def _location(event: Mapping[str, Any]) -> str:
+def _location(event: EventPublished) -> str:
     """``name, address, city`` of the venue, else the online link, else empty."""
-    venue = event.get("venue")
+    venue = event.venue
     if venue:
         return _venue_line(venue)
-    return str(event.get("online_url") or "")
+    return str(event.online_url or "")
 
 
-def _venue_line(venue: Mapping[str, Any]) -> str:
+def _venue_line(venue: Venue) -> str:
     """``name, address, city``, leaving out what is missing."""
-    return ", ".join(str(venue[key]) for key in ("name", "address", "city") if venue.get(key))
+    return ", ".join(part for part in (venue.name, venue.address, venue.city) if part)
 
 
-def _aware(value: datetime | str) -> datetime:
-    """A timezone-aware datetime from a loaded value or (leniently) its ISO 8601 JSON form."""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+def _aware(moment: datetime) -> datetime:
+    """``moment``, which must carry its offset (the contract loads only aware times)."""
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment.isoformat()}: event times must carry an offset")
     return moment

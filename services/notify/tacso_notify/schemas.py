@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from tacso_notify.domain import MessageKind
 from tacso_notify.models import STATUSES
-from tacso_notify.rendering import MessageKind
 from tacso_shared.web import AsciiInteger
 
 

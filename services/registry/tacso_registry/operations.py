@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 
 from tacso_registry.models import Organisation, OrganisationTopic, outbox
 from tacso_shared import outbox as outbox_ops
-from tacso_shared.contracts import ORGANISATION_REGISTERED
-from tacso_shared.envelope import Envelope
+from tacso_shared.contracts import OrganisationRegistered, envelope_of
 
 SOURCE = "/tacso/registry"
 
@@ -77,23 +76,22 @@ def register_organisation(
     outbox_ops.enqueue(
         session,
         outbox,
-        Envelope(
-            type=ORGANISATION_REGISTERED,
-            source=SOURCE,
-            subject=org.id,
-            correlationid=correlation_id,
-            data={
-                "organisation_id": org.id,
-                "name": org.name,
-                "kind": org.kind,
-                "country": org.country,
-                "email": org.email,
-                "language": org.language,
-                "topics": org.topics,
-            },
-        ),
+        envelope_of(organisation_registered(org), SOURCE, org.id, correlation_id),
     )
     return org
+
+
+def organisation_registered(org: Organisation) -> OrganisationRegistered:
+    """The ``organisation.registered`` message of an organisation."""
+    return OrganisationRegistered(
+        organisation_id=org.id,
+        name=org.name,
+        kind=org.kind,
+        country=org.country,
+        email=org.email,
+        language=org.language,
+        topics=tuple(org.topics),
+    )
 
 
 def get_organisation(session: Session, organisation_id: str) -> Organisation | None:
