@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import current_app
 from flask.views import MethodView
 
 from tacso_notify.bootstrap import Notify
-from tacso_notify.ledger import DeliveryFilter
+from tacso_notify import ledger
 from tacso_notify.schemas import (
     DeliveryPageSchema,
+    DeliveryQuery,
     DeliveryQuerySchema,
     DeliverySummaryQuerySchema,
     DeliverySummarySchema,
@@ -31,21 +30,9 @@ class Deliveries(MethodView):
     @admin_required
     @blp.arguments(DeliveryQuerySchema, location="query")
     @blp.response(200, DeliveryPageSchema)
-    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+    def get(self, query: DeliveryQuery) -> ledger.DeliveryPage:
         """List deliveries by event, kind, status or organisation."""
-        flt = DeliveryFilter(
-            event_id=args.get("event_id"),
-            kind=args.get("kind"),
-            status=args.get("status"),
-            organisation_id=args.get("organisation_id"),
-        )
-        items, total = _notify().ledger.list(flt, args["page"], args["page_size"])
-        return {
-            "items": items,
-            "page": args["page"],
-            "page_size": args["page_size"],
-            "total": total,
-        }
+        return _notify().ledger.page(query.filter, query.page, query.page_size)
 
 
 @blp.route("/deliveries/summary")
@@ -53,6 +40,6 @@ class DeliverySummary(MethodView):
     @admin_required
     @blp.arguments(DeliverySummaryQuerySchema, location="query")
     @blp.response(200, DeliverySummarySchema)
-    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+    def get(self, args: dict[str, str]) -> ledger.DeliverySummary:
         """Count one event's deliveries by kind and status."""
-        return {"event_id": args["event_id"], "counts": _notify().ledger.counts(args["event_id"])}
+        return _notify().ledger.summary(args["event_id"])

@@ -35,6 +35,24 @@ class DeliveryFilter:
     organisation_id: str | None = None
 
 
+@dataclass(frozen=True)
+class DeliveryPage:
+    """One page of the ledger, oldest first, and how many match in all."""
+
+    items: list[Delivery]
+    page: int
+    page_size: int
+    total: int
+
+
+@dataclass(frozen=True)
+class DeliverySummary:
+    """One event's deliveries counted by kind and status."""
+
+    event_id: str
+    counts: dict[str, dict[str, int]]
+
+
 DELIVERIES = cast(sa.Table, Delivery.__table__)
 
 
@@ -343,6 +361,15 @@ class DeliveryLedger:
                 )
             )
         return items, total
+
+    def page(self, flt: DeliveryFilter, page: int = 1, page_size: int = 100) -> DeliveryPage:
+        """:meth:`list` as a page."""
+        items, total = self.list(flt, page, page_size)
+        return DeliveryPage(items, page, page_size, total)
+
+    def summary(self, event_id: str) -> DeliverySummary:
+        """:meth:`counts` with the event it is about."""
+        return DeliverySummary(event_id, self.counts(event_id))
 
     def counts(self, event_id: str) -> dict[str, dict[str, int]]:
         """Deliveries of one event by kind and status, e.g. ``{"invitation": {"sent": 10}}``."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema, fields, post_load, validate
 
 from tacso_notify.domain import MessageKind
+from tacso_notify.ledger import DeliveryFilter
 from tacso_notify.models import STATUSES
 from tacso_shared.web import AsciiInteger
 
@@ -18,6 +22,20 @@ class DeliveryQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     page_size = AsciiInteger(load_default=100, validate=validate.Range(min=1, max=1000))
+
+    @post_load
+    def _query(self, data: dict[str, Any], **_: Any) -> DeliveryQuery:
+        page, page_size = data.pop("page"), data.pop("page_size")
+        return DeliveryQuery(DeliveryFilter(**data), page, page_size)
+
+
+@dataclass(frozen=True)
+class DeliveryQuery:
+    """A client's question to the ledger: which deliveries, which page."""
+
+    filter: DeliveryFilter
+    page: int
+    page_size: int
 
 
 class DeliverySchema(Schema):
