@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import current_app
 from flask.views import MethodView
 
-from tacso_notify.bootstrap import Notify
 from tacso_notify import ledger
+from tacso_notify.bootstrap import Notify
 from tacso_notify.schemas import (
     DeliveryPageSchema,
     DeliveryQuery,
