@@ -1,7 +1,7 @@
 """Email addresses: which ones the network accepts, and their normal form (one rule for all).
 
 The registry validates addresses with it on input and the message contracts with it on
-consumption, so an address that got in can always be sent to, and an address notify would refuse
+consumption, so an address that got in can always be sent to, and an address the mailer would refuse
 never gets in. Validation is email-validator's, not a regular expression of ours:
 
 - internationalised addresses are valid: IDN domains (``info@žene.example.ba``) and UTF-8 local

@@ -29,8 +29,19 @@ def service_cli(
     apply_migrations: Callable[[CommonSettings], None],
     create_app: Callable[[], Flask],
     make_relay: Callable[[], OutboxRelay] | None,
+    declare_subscriptions: Callable[[], None] | None = None,
 ) -> click.Group:
-    """A click group with the standard commands of ``service``; add its own commands to it."""
+    """A click group with the standard commands of ``service``; add its own commands to it.
+
+    ``declare_subscriptions``: a consuming service's deploy-time step beside its migrations,
+    declaring the queues it consumes so that messages published before its first worker starts
+    wait for it.
+    """
+
+    def prepare(settings: CommonSettings) -> None:
+        apply_migrations(settings)
+        if declare_subscriptions is not None:
+            declare_subscriptions()
 
     def common_settings() -> CommonSettings:
         return load_settings().common
@@ -48,7 +59,7 @@ def service_cli(
     @group.command("migrate")
     def migrate_cmd() -> None:
         """Apply database migrations (safe to run from several replicas at once)."""
-        apply_migrations(common_settings())
+        prepare(common_settings())
         click.echo(f"{service}: database is up to date")
 
     @group.command("serve")
@@ -57,7 +68,7 @@ def service_cli(
         """Serve the HTTP API with gunicorn."""
         settings = common_settings()
         if migrate:
-            apply_migrations(settings)
+            prepare(settings)
         serve(create_app, settings)
 
     if make_relay is not None:

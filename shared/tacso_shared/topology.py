@@ -1,12 +1,14 @@
-"""Every exchange, queue, binding, retry and dead-letter queue, declared in one place.
+"""The messaging machinery every service shares: exchanges, retry and dead-letter queues, and
+the shape of a consumer's work queues (which queues exist is each consuming service's own
+business: it declares its subscriptions at deploy time and whenever it connects).
 
 - ``tacso`` (topic): all integration messages; routing keys are ``<what>.<action>.<country>``.
 - ``tacso.unrouted`` (fanout, the alternate exchange of ``tacso``): a message that no queue is
   bound for yet (``organisation.registered`` before anyone subscribes to it) is kept in the bounded
   ``tacso.unrouted`` queue instead of being dropped.
-- Work queues come in families, one queue per country (``notify.invitations.BA`` is bound to
-  ``event.published.BA``), so a worker can consume all countries or a subset; the queues of a
-  family share one dead-letter queue (``notify.invitations.dead``).
+- Work queues come in families (:class:`QueueFamily`), one queue per country
+  (``<family>.BA`` bound to ``<what>.<action>.BA``), so a worker can consume all countries or a
+  subset; the queues of a family share one dead-letter queue (``<family>.dead``).
 - ``tacso.retry.<n>s`` (topic exchange + queue with a TTL of ``n`` seconds): a message whose
   handling failed for a passing reason waits there, then returns to its work queue.
 - ``tacso.dlx`` (direct): a message that can never succeed goes to its family's dead-letter
@@ -132,33 +134,22 @@ class QueueFamily:
         return [self.queue_for(c) for c in (sorted(COUNTRIES) if countries is None else countries)]
 
 
-INVITATIONS = QueueFamily("notify.invitations", "event.published")
-PRESS_NOTICES = QueueFamily("notify.press_notices", "event.published")
-
-#: Every kind of work of the system, by the short name a worker is started with.
-QUEUE_FAMILIES: dict[str, QueueFamily] = {
-    "invitations": INVITATIONS,
-    "press_notices": PRESS_NOTICES,
-}
-
-
 def declare_topology(
     connection: Connection,
     retry_delays: Sequence[int] = DEFAULT_RETRY_DELAYS,
-    work_queues: Iterable[WorkQueue] | None = None,
+    work_queues: Iterable[WorkQueue] = (),
 ) -> None:
-    """Declare exchanges and queues (idempotent). Every process calls it when it connects.
+    """Declare the exchanges, the retry queues and ``work_queues`` (idempotent).
 
-    Publishers declare the consumers' queues too, so a message published before any consumer
-    has ever started is kept rather than dropped as unroutable.
+    Every process calls it when it connects; a consuming service passes its own work queues
+    (and declares them at deploy time too, so a message published before its first worker ever
+    started waits in its queue).
     """
     channel = connection.channel()
     try:
         for exchange in (UNROUTED_EXCHANGE, EXCHANGE, DEAD_LETTER_EXCHANGE):
             exchange(channel).declare()
         UNROUTED_QUEUE(channel).declare()
-        if work_queues is None:
-            work_queues = [q for family in QUEUE_FAMILIES.values() for q in family.queues()]
         for work_queue in work_queues:
             for queue in work_queue.all_queues():
                 queue(channel).declare()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -225,3 +227,23 @@ class TestHealthAndOpenApi:
         assert {"/api/v1/deliveries", "/api/v1/deliveries/summary"} <= set(doc["paths"])
         assert doc["paths"]["/api/v1/deliveries"]["get"]["security"] == [{"bearerAuth": []}]
         assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_the_api_process_does_not_import_the_worker_machinery() -> None:
+    """gunicorn loads the app: the SMTP pool, consumer, renderer and handlers stay out of it."""
+    code = (
+        "import sys, tacso_notify.app; "
+        "print(sorted(m for m in sys.modules if m.startswith(('tacso_notify.', 'tacso_shared.'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    for module in (
+        "tacso_notify.handlers",
+        "tacso_notify.sending",
+        "tacso_notify.rendering",
+        "tacso_notify.workers",
+        "tacso_shared.consumer",
+    ):
+        assert f"'{module}'" not in loaded, f"{module} is imported by the API: {loaded}"
+    assert "'tacso_notify.api'" in loaded

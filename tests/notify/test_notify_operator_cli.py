@@ -19,10 +19,11 @@ from support.waiting import wait_until
 from tacso_notify.bootstrap import apply_migrations, bootstrap, load_settings
 from tacso_notify.cli import cli
 from tacso_notify.domain import Recipient
+from tacso_notify.subscriptions import INVITATIONS
 from tacso_shared.consumer import QueueWorker
 from tacso_shared.contracts import envelope_of, load_data
 from tacso_shared.envelope import Envelope
-from tacso_shared.topology import INVITATIONS, declare_topology
+from tacso_shared.topology import declare_topology
 
 
 def depth(amqp_url: str, queue: str) -> int:
@@ -46,7 +47,8 @@ def env(tmp_path: Path, amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[
         monkeypatch.setenv(key, value)
     apply_migrations(load_settings().common)
     with Connection(amqp_url) as conn:
-        declare_topology(conn, (1,))
+        # What `tacso-notify migrate` declares: notify's own subscriptions.
+        declare_topology(conn, (1,), INVITATIONS.queues())
         # Earlier tests of the session may have left dead letters: start from empty queues.
         channel = conn.channel()
         for queue in (INVITATIONS.dead_letter_name, INVITATIONS.queue_for("BA").name):

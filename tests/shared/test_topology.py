@@ -10,11 +10,11 @@ import pika
 from click.testing import CliRunner
 from kombu import Connection
 
+from support.infra import rabbitmq_vhost
 from support.waiting import wait_until
 from tacso_notify.cli import cli
+from tacso_notify.subscriptions import INVITATIONS, PRESS_NOTICES
 from tacso_shared.topology import (
-    INVITATIONS,
-    PRESS_NOTICES,
     WorkQueue,
     declare_topology,
     retry_queue,
@@ -88,3 +88,27 @@ def test_the_worker_command_refuses_an_unknown_country() -> None:
         cli, ["worker", "--queue", "invitations", "--countries", "BA,FR"]
     )
     assert result.exit_code != 0 and "FR" in result.output
+
+
+def test_notify_migrate_declares_its_own_subscriptions(tmp_path: Any) -> None:
+    """The consuming service's deploy-time step: its queues exist before any worker starts, so
+    an event published before the first worker waits in its queue instead of going unrouted."""
+    with rabbitmq_vhost() as vhost_url:  # a fresh one: nothing declared the queues before
+        _migrate_and_check(vhost_url, tmp_path)
+
+
+def _migrate_and_check(vhost_url: str, tmp_path: Any) -> None:
+    result = CliRunner(
+        env={
+            "ADMIN_API_KEY": "test-admin-key",
+            "AMQP_URL": vhost_url,
+            "NOTIFY_DATABASE_URL": f"sqlite:///{tmp_path / 'notify.sqlite3'}",
+        }
+    ).invoke(cli, ["migrate"])
+    assert result.exit_code == 0, result.output
+    with closing(pika.BlockingConnection(pika.URLParameters(vhost_url))) as connection:
+        channel = connection.channel()
+        for family in (INVITATIONS, PRESS_NOTICES):
+            for queue in family.queues():
+                channel.queue_declare(queue.name, passive=True)
+            channel.queue_declare(family.dead_letter_name, passive=True)

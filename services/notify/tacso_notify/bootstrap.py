@@ -1,38 +1,27 @@
-"""notify's composition root: settings in; ledger, directory, mailer and workers wired out."""
+"""notify's composition root: settings in, ledger out (the workers are wired in ``workers.py``,
+so an API process never imports the SMTP pool, the consumer or the renderer)."""
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tacso_notify.audience import RegistryDirectory
-from tacso_notify.domain import MessageKind, Sender
-from tacso_notify.handlers import Dependencies, make_handler, warm_up
+from tacso_notify.domain import Sender
 from tacso_notify.ledger import DeliveryLedger
-from tacso_notify.mailer import SmtpMailer, SmtpSettings
-from tacso_notify.sending import SenderPool
-from tacso_notify.tasks import PageTask, load_message, page_task_message
+from tacso_notify.mailer import SmtpSettings
+from tacso_notify.subscriptions import declare_subscriptions
 from tacso_shared.config import CommonSettings, ConfigError, env_bool, env_float, env_int, env_str
-from tacso_shared.consumer import QueueWorker
 from tacso_shared.db import make_engine, make_session_factory, migrate
-from tacso_shared.messaging import SyncPublisher
-from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QUEUE_FAMILIES
+from tacso_shared.topology import DEFAULT_RETRY_DELAYS
 
 SERVICE = "notify"
 DEFAULT_PORT = 5003
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-#: Which kind of mail each work queue's worker sends.
-QUEUE_KINDS: dict[str, MessageKind] = {
-    "invitations": MessageKind.INVITATION,
-    "press_notices": MessageKind.PRESS_NOTICE,
-}
 
 
 @dataclass(frozen=True)
@@ -93,69 +82,6 @@ class Notify:
     sessions: sessionmaker[Session]
     ledger: DeliveryLedger
 
-    def worker(self, queue: str, countries: Sequence[str] | None = None) -> NotifyWorker:
-        """A worker for one kind of mail (``invitations`` or ``press_notices``), all countries
-        or only ``countries``."""
-        settings = self.settings
-        pool = SenderPool(
-            lambda: SmtpMailer(settings.smtp),
-            connections=settings.smtp_connections,
-            rate_per_second=settings.smtp_rate_limit,
-        )
-        stopping = threading.Event()
-        family = QUEUE_FAMILIES[queue]
-        publisher = SyncPublisher(settings.common.amqp_url)
-
-        def hand_on(task: PageTask) -> None:
-            # Straight to the back of the same country queue: any worker of the family takes it.
-            publisher.publish([page_task_message(task, family.queue_for(task.country).name)])
-
-        deps = Dependencies(
-            ledger=self.ledger,
-            directory=RegistryDirectory(settings.registry_url, settings.common.admin_api_key),
-            pool=pool,
-            sender=settings.sender,
-            domain=settings.sender.address.rpartition("@")[2] or "tacso.local",
-            lease_seconds=settings.lease_seconds,
-            stopping=stopping,
-            hand_on=hand_on,
-        )
-        consumer = QueueWorker(
-            settings.common.amqp_url,
-            family.queues(countries),
-            make_handler(QUEUE_KINDS[queue], deps),
-            retry_delays=settings.retry_delays,
-            prefetch=settings.prefetch,
-            stopping=stopping,
-            loader=load_message,
-        )
-        return NotifyWorker(
-            consumer, pool, lambda: warm_up(QUEUE_KINDS[queue], deps), publisher.close
-        )
-
-
-@dataclass
-class NotifyWorker:
-    """A queue consumer and the SMTP connections it sends through."""
-
-    consumer: QueueWorker
-    pool: SenderPool
-    warm_up: Callable[[], None]
-    close_publisher: Callable[[], None]
-
-    def run(self) -> None:
-        """Consume until stopped, then close the SMTP connections."""
-        self.warm_up()
-        try:
-            self.consumer.run()
-        finally:
-            self.pool.close()
-            self.close_publisher()
-
-    def stop(self) -> None:
-        """Ask the worker to finish (safe from a signal handler)."""
-        self.consumer.stop()
-
 
 def load_settings(env: Mapping[str, str] | None = None) -> NotifySettings:
     """notify's settings from ``env`` (default: the environment)."""
@@ -173,3 +99,8 @@ def bootstrap(settings: NotifySettings | None = None) -> Notify:
 def apply_migrations(settings: CommonSettings) -> None:
     """Bring notify's database to the newest schema."""
     migrate(MIGRATIONS, settings.database_url)
+
+
+def prepare_broker(settings: NotifySettings) -> None:
+    """Declare notify's subscriptions (the deploy-time step beside the migrations)."""
+    declare_subscriptions(settings.common.amqp_url, settings.retry_delays)

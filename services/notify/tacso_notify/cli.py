@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import click
 
+from tacso_notify import operations
 from tacso_notify.app import create_app
-from tacso_notify.bootstrap import QUEUE_KINDS, apply_migrations, bootstrap, load_settings
-from tacso_notify.tasks import PageTask, page_task_message
+from tacso_notify.bootstrap import apply_migrations, bootstrap, load_settings, prepare_broker
+from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_shared.cli import service_cli
 from tacso_shared.deadletters import list_dead_letters, replay_dead_letters
-from tacso_shared.envelope import parse_envelope
-from tacso_shared.messaging import ConfirmingPublisher, connect
 from tacso_shared.runtime import run_until_signalled
-from tacso_shared.topology import QUEUE_FAMILIES, declare_topology
 from tacso_shared.vocabulary import COUNTRIES
 
 cli = service_cli(
@@ -24,6 +21,7 @@ cli = service_cli(
     apply_migrations,
     create_app,
     None,
+    lambda: prepare_broker(load_settings()),
 )
 
 
@@ -46,7 +44,9 @@ def worker_cmd(queue: str, countries: str) -> None:
     unknown = sorted(set(chosen or ()) - set(COUNTRIES))
     if unknown:
         raise click.BadParameter(f"unknown countries {unknown}", param_hint="--countries")
-    worker = bootstrap().worker(queue, chosen)
+    from tacso_notify.workers import build_worker  # only a worker process needs the machinery
+
+    worker = build_worker(bootstrap(), queue, chosen)
     run_until_signalled(worker.run, worker.stop)
 
 
@@ -148,35 +148,13 @@ def status_cmd(event_id: str) -> None:
 )
 def resend_failed_cmd(event_id: str, kind: str | None) -> None:
     """Re-send an event's failed deliveries (lifting their suppression) through the workers."""
-    notify = bootstrap()
-    snapshot = notify.ledger.latest_snapshot(event_id)
-    if snapshot is None:
-        raise click.ClickException(f"notify has never received event {event_id}")
-    envelope = parse_envelope(snapshot.envelope)
-    country = envelope.data["country"]
-    total = 0
-    messages = []
-    for queue in [kind] if kind else sorted(QUEUE_KINDS):
-        mail_kind = QUEUE_KINDS[queue].value
-        emails = notify.ledger.reopen_failed(event_id, snapshot.revision, mail_kind)
-        notify.ledger.unsuppress(emails)
-        total += len(emails)
-        # Whatever is pending gets a message, so running the command again after a failed
-        # publish still drives the deliveries it reopened the first time.
-        if notify.ledger.counts(event_id).get(mail_kind, {}).get("pending"):
-            # A fan-out chain of its own: the first one's pages have all been handed on already.
-            task = PageTask(
-                event_id=event_id,
-                revision=snapshot.revision,
-                kind=mail_kind,
-                country=country,
-                chain=f"resend-{uuid.uuid4()}:{mail_kind}",
-            )
-            messages.append(page_task_message(task, QUEUE_FAMILIES[queue].queue_for(country).name))
-    if messages:
-        with connect(notify.settings.common.amqp_url) as connection:
-            declare_topology(connection, notify.settings.retry_delays)
-            confirmed = ConfirmingPublisher(connection).publish_batch(messages)
-        if len(confirmed) != len(messages):
-            raise click.ClickException("the broker did not confirm; run the command again")
-    click.echo(f"{total} failed deliveries of event {event_id} rev {snapshot.revision} re-queued")
+    try:
+        queues = [kind] if kind else sorted(QUEUE_KINDS)
+        resent = operations.resend_failed(bootstrap(), event_id, queues)
+    except operations.NeverReceived:
+        raise click.ClickException(f"notify has never received event {event_id}") from None
+    except operations.NotConfirmed:
+        raise click.ClickException("the broker did not confirm; run the command again") from None
+    click.echo(
+        f"{resent.reopened} failed deliveries of event {event_id} rev {resent.revision} re-queued"
+    )

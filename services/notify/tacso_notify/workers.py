@@ -1,0 +1,84 @@
+"""Wiring of a notify worker: the consumer, its handler, the SMTP pool and the page publisher.
+
+Only ``tacso-notify worker`` imports this module: the API process has no use for any of it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tacso_notify.audience import RegistryDirectory
+from tacso_notify.bootstrap import Notify
+from tacso_notify.handlers import Dependencies, make_handler, warm_up
+from tacso_notify.mailer import SmtpMailer
+from tacso_notify.sending import SenderPool
+from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
+from tacso_notify.tasks import PageTask, load_message, page_task_message
+from tacso_shared.consumer import QueueWorker
+from tacso_shared.messaging import SyncPublisher
+
+
+def build_worker(
+    notify: Notify, queue: str, countries: Sequence[str] | None = None
+) -> NotifyWorker:
+    """A worker for one kind of mail (``invitations`` or ``press_notices``), all countries or
+    only ``countries``."""
+    settings = notify.settings
+    pool = SenderPool(
+        lambda: SmtpMailer(settings.smtp),
+        connections=settings.smtp_connections,
+        rate_per_second=settings.smtp_rate_limit,
+    )
+    stopping = threading.Event()
+    family = QUEUE_FAMILIES[queue]
+    publisher = SyncPublisher(settings.common.amqp_url)
+
+    def hand_on(task: PageTask) -> None:
+        # Straight to the back of the same country queue: any worker of the family takes it.
+        publisher.publish([page_task_message(task, family.queue_for(task.country).name)])
+
+    deps = Dependencies(
+        ledger=notify.ledger,
+        directory=RegistryDirectory(settings.registry_url, settings.common.admin_api_key),
+        pool=pool,
+        sender=settings.sender,
+        domain=settings.sender.address.rpartition("@")[2] or "tacso.local",
+        lease_seconds=settings.lease_seconds,
+        stopping=stopping,
+        hand_on=hand_on,
+    )
+    consumer = QueueWorker(
+        settings.common.amqp_url,
+        family.queues(countries),
+        make_handler(QUEUE_KINDS[queue], deps),
+        retry_delays=settings.retry_delays,
+        prefetch=settings.prefetch,
+        stopping=stopping,
+        loader=load_message,
+    )
+    return NotifyWorker(consumer, pool, lambda: warm_up(QUEUE_KINDS[queue], deps), publisher.close)
+
+
+@dataclass
+class NotifyWorker:
+    """A queue consumer and the SMTP connections it sends through."""
+
+    consumer: QueueWorker
+    pool: SenderPool
+    warm_up: Callable[[], None]
+    close_publisher: Callable[[], None]
+
+    def run(self) -> None:
+        """Consume until stopped, then close the SMTP connections."""
+        self.warm_up()
+        try:
+            self.consumer.run()
+        finally:
+            self.pool.close()
+            self.close_publisher()
+
+    def stop(self) -> None:
+        """Ask the worker to finish (safe from a signal handler)."""
+        self.consumer.stop()
