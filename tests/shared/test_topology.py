@@ -7,6 +7,7 @@ from contextlib import closing
 from typing import Any
 
 import pika
+import pytest
 from click.testing import CliRunner
 from kombu import Connection
 
@@ -90,6 +91,7 @@ def test_the_worker_command_refuses_an_unknown_country() -> None:
     assert result.exit_code != 0 and "FR" in result.output
 
 
+@pytest.mark.integration
 def test_notify_migrate_declares_its_own_subscriptions(tmp_path: Any) -> None:
     """The consuming service's deploy-time step: its queues exist before any worker starts, so
     an event published before the first worker waits in its queue instead of going unrouted."""
