@@ -82,8 +82,8 @@ class TestContracts:
             envelope_of(event_published(check=False, **event_data(revision=0)), "/t")
 
     def test_a_message_has_exactly_the_contract_fields(self) -> None:
-        with pytest.raises(TypeError, match="titel"):
-            event_published(**event_data(titel="typo"))
+        with pytest.raises(TypeError, match="headline"):
+            event_published(**event_data(headline="not a field"))
 
 
 def test_absurdly_nested_json_is_poison_not_a_crash() -> None:
