@@ -16,8 +16,8 @@ from tacso_shared.db import make_engine
 BATCH = 5000
 
 
-def seed_csos(database_url: str, n: int, run: str) -> dict[str, Any]:
-    """Insert ``n`` CSOs of :data:`COUNTRY` working on :data:`TOPIC`; ANALYZE; explain a page."""
+def seed_csos(database_url: str, n: int, run: str, country: str = COUNTRY) -> dict[str, Any]:
+    """Insert ``n`` CSOs of ``country`` working on :data:`TOPIC`; ANALYZE; explain a page."""
     engine = make_engine(database_url)
     now = datetime.now(UTC)
     t0 = time.monotonic()
@@ -32,7 +32,7 @@ def seed_csos(database_url: str, n: int, run: str) -> dict[str, Any]:
                         "id": org_id,
                         "name": cso_name(i),
                         "kind": "cso",
-                        "country": COUNTRY,
+                        "country": country,
                         "email": cso_email(run, i),
                         "language": LANGUAGE,
                         "mailing_consent": True,
