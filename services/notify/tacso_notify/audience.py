@@ -93,27 +93,15 @@ class RegistryDirectory:
         return [_recipient(o) for o in body["items"]], body.get("next_after") or None
 
     def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
-        params: dict[str, Any] = {
-            "country": country,
-            "kind": kind,
-            "mailing_consent": "true",
-            # A small first page gets the first mail out sooner; then full pages.
-            "page_size": min(FIRST_PAGE_SIZE, self.page_size),
-        }
-        if topics:
-            params["topic"] = list(topics)
-        after: str | None = None
+        # A small first page gets the first mail out sooner; then full pages.
+        size, after = FIRST_PAGE_SIZE, None
         while True:
-            if after is not None:
-                params["after"] = after
-            body = self._get(params)
-            items = body["items"]
-            if items:
-                yield [_recipient(o) for o in items]
-            after = body.get("next_after")
-            if not after:
+            page, after = self.page(country, kind, topics, after, size)
+            if page:
+                yield page
+            if after is None:
                 return
-            params["page_size"] = self.page_size
+            size = self.page_size
 
 
 def _recipient(organisation: dict[str, Any]) -> Recipient:

@@ -242,6 +242,18 @@ def _prepared_for(event: EventPublished, kind: MessageKind, deps: Dependencies) 
     return prepared
 
 
+def _outcome(progress: _Progress, held: int, deps: Dependencies) -> FanOutResult:
+    """What a pass did, or why it stopped short (everything it sent is recorded by now)."""
+    if progress.transient_reason:
+        raise SendingPaused(progress.transient_reason, progress=progress.result.sent > 0)
+    if deps.stopping.is_set():
+        raise Interrupted(f"shutting down after {progress.result.sent} sent")
+    if held:
+        message = f"{held} deliveries are held by another worker's lease"
+        raise DeliveriesHeld(message, progress=progress.result.sent > 0)
+    return progress.result
+
+
 def fan_out_page(
     event: EventPublished, kind: MessageKind, task: PageTask, deps: Dependencies
 ) -> FanOutResult:
@@ -274,14 +286,7 @@ def fan_out_page(
     finally:
         progress.flush()
         deps.ledger.release(progress.token)
-    if progress.transient_reason:
-        raise SendingPaused(progress.transient_reason, progress=progress.result.sent > 0)
-    if deps.stopping.is_set():
-        raise Interrupted(f"shutting down after {progress.result.sent} sent")
-    if held:
-        message = f"{held} deliveries are held by another worker's lease"
-        raise DeliveriesHeld(message, progress=progress.result.sent > 0)
-    return progress.result
+    return _outcome(progress, held, deps)
 
 
 def fan_out(event: EventPublished, kind: MessageKind, deps: Dependencies) -> FanOutResult:
@@ -310,14 +315,7 @@ def fan_out(event: EventPublished, kind: MessageKind, deps: Dependencies) -> Fan
         # Whatever ended the pass (registry gone, shutdown, a bug), what was sent is recorded.
         progress.flush()
         deps.ledger.release(progress.token)
-    if progress.transient_reason:
-        raise SendingPaused(progress.transient_reason, progress=progress.result.sent > 0)
-    if deps.stopping.is_set():
-        raise Interrupted(f"shutting down after {progress.result.sent} sent")
-    if held:
-        message = f"{held} deliveries are held by another worker's lease"
-        raise DeliveriesHeld(message, progress=progress.result.sent > 0)
-    return progress.result
+    return _outcome(progress, held, deps)
 
 
 #: A made-up event, rendered once when a worker starts.
