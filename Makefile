@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install up demo test unit test-faults test-compose bench lint clean
+.PHONY: help install up demo test unit test-faults test-compose bench lint clean i18n-extract i18n-update i18n-compile
 
 help:
 	@echo "make up     - install if needed, migrate and run the whole stack in the foreground"
@@ -63,6 +63,21 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	bench/ensure_tools.sh
 	BENCH_N=$(BENCH_N) $(BIN)/python -m bench
+
+# Translations of notify's mail (docs/translations.md): extract the messages from the templates
+# and code, merge them into every catalog, check that every catalog compiles.
+I18N := services/notify/tacso_notify/translations
+i18n-extract: $(STAMP)
+	$(BIN)/pybabel extract -F services/notify/babel.cfg -k N_ -k _ --no-location --sort-output \
+	  --project "TACSO notify" --copyright-holder TACSO --msgid-bugs-address events@tacso.local \
+	  -o $(I18N)/messages.pot services/notify/tacso_notify
+
+i18n-update: i18n-extract
+	$(BIN)/pybabel update -i $(I18N)/messages.pot -d $(I18N) --no-fuzzy-matching \
+	  --ignore-obsolete --width 100
+
+i18n-compile: $(STAMP)
+	$(BIN)/pybabel compile -d $(I18N) --statistics
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

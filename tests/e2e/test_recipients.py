@@ -150,3 +150,62 @@ class TestInternationalisedAddresses:
             emails["plain"] + emails["utf8"] + [ascii_form(e) for e in emails["idn"]]
         )
         assert dead_letters(stack) == 0
+
+
+#: language -> (the subject's first word, the date as Babel writes it in that language)
+IN_THEIR_LANGUAGE = {
+    "en": ("Invitation:", "Tuesday, December 15, 2026"),
+    "sq": ("Ftesë:", "e martë, 15 dhjetor 2026"),
+    "bs": ("Pozivnica:", "utorak, 15. decembar 2026."),
+    "hr": ("Poziv:", "utorak, 15. prosinca 2026."),
+    "sr": ("Позив:", "уторак, 15. децембар 2026."),
+    "sr-Latn": ("Poziv:", "utorak, 15. decembar 2026."),
+    "mk": ("Покана:", "вторник, 15 декември 2026\u202fг."),
+    "tr": ("Davet:", "15 Aralık 2026 Salı"),
+    "cnr": ("Poziv:", "utorak, 15. decembar 2026."),
+}
+
+
+class TestEveryRecipientInTheirLanguage:
+    def test_an_invitation_reaches_each_organisation_in_its_own_language(
+        self, stack: Stack, smtp_server: RecordingSMTPServer
+    ) -> None:
+        tag = _tag()
+        emails = {}
+        for language in IN_THEIR_LANGUAGE:
+            emails[language] = f"{language.lower()}-{tag}@example.org"
+            stack.register(
+                name=f"Organizacija {language}",
+                kind="cso",
+                country="MK",
+                email=emails[language],
+                language=language,
+                topics=["youth"],
+            )
+        mcic = stack.organisation("MK", "resource_centre")
+        response = stack.post(
+            "events",
+            "/api/v1/events",
+            {
+                "title": f"Youth forum {tag}",
+                "type": "conference",
+                "country": "MK",
+                "topics": ["youth"],
+                "starts_at": "2026-12-15T09:00:00+00:00",
+                "ends_at": "2026-12-15T15:00:00+00:00",
+                "venue": {"name": "MCIC", "city": "Skopje"},
+                "organiser_id": mcic["id"],
+            },
+        )
+        assert response.status_code == 201, response.text
+        event_id = response.json()["id"]
+
+        mails = smtp_server.wait_for(
+            len(emails), timeout=60, predicate=lambda m: m.header("X-TACSO-Event-Id") == event_id
+        )
+        by_address = {m.rcpt_tos[0]: m for m in mails}
+        for language, (subject, date) in IN_THEIR_LANGUAGE.items():
+            mail = by_address[emails[language]]
+            assert (mail.subject or "").startswith(subject), (language, mail.subject)
+            assert date in mail.body_text(), (language, mail.body_text()[:400])
+            assert "10:00" in mail.body_text(), "Skopje's local time"

@@ -307,32 +307,39 @@ class TestInvitation:
 
     def test_invites_and_says_how_to_register(self) -> None:
         text = body(render(), "plain")
-        assert "invites you" in text
-        assert "register" in text
+        assert "invites your organisation" in text
+        assert "registration" in text
         assert "https://events.tacso.example/events/ev-42" in text
         assert 'href="https://events.tacso.example/events/ev-42"' in body(render(), "html")
 
     def test_shows_local_time_in_event_country(self) -> None:
         message = render(country="BA")
-        expected = "Tuesday 12 May 2026, 10:00\u201316:00 (Europe/Sarajevo)"
+        expected = (
+            "Tuesday, May 12, 2026, 10:00\u202fAM\u20134:00\u202fPM (Central European Summer Time)"
+        )
         assert expected in body(message, "plain")
         assert expected in body(message, "html")
 
     def test_shows_istanbul_time_for_turkey(self) -> None:
         text = body(render(country="TR"), "plain")
-        assert "Tuesday 12 May 2026, 11:00\u201317:00 (Europe/Istanbul)" in text
+        assert (
+            "Tuesday, May 12, 2026, 11:00\u202fAM\u20135:00\u202fPM (Türkiye Standard Time)" in text
+        )
 
     def test_shows_both_dates_when_the_event_spans_days(self) -> None:
         text = body(render(ends_at=STARTS + timedelta(days=1, hours=7)), "plain")
         assert (
-            "Tuesday 12 May 2026, 10:00 \u2013 Wednesday 13 May 2026, 17:00 (Europe/Sarajevo)"
-            in text
-        )
+            "Tuesday, May 12, 2026, 10:00\u202fAM \u2013 Wednesday, May 13, 2026, 5:00\u202fPM "
+            "(Central European Summer Time)"
+        ) in text
 
     def test_local_date_can_differ_from_the_utc_date(self) -> None:
         starts = datetime(2026, 5, 11, 22, 30, tzinfo=UTC)
         text = body(render(starts_at=starts, ends_at=starts + timedelta(hours=2)), "plain")
-        assert "Tuesday 12 May 2026, 00:30\u201302:30 (Europe/Sarajevo)" in text
+        assert (
+            "Tuesday, May 12, 2026, 12:30\u202fAM\u20132:30\u202fAM (Central European Summer"
+            in text
+        )
 
     def test_shows_type_and_topic_labels(self) -> None:
         message = render(type="information_event", topics=["human-rights", "gender-equality"])
@@ -405,7 +412,9 @@ class TestPressNotice:
     def test_says_what_when_where_and_links_the_event(self) -> None:
         text = body(render(MessageKind.PRESS_NOTICE, country="TR"), "plain")
         assert "Workshop: Ljudska prava — radionica, Čapljina" in text
-        assert "Tuesday 12 May 2026, 11:00\u201317:00 (Europe/Istanbul)" in text
+        assert (
+            "Tuesday, May 12, 2026, 11:00\u202fAM\u20135:00\u202fPM (Türkiye Standard Time)" in text
+        )
         assert "Dom kulture, Trg kralja Tomislava 1, Čapljina" in text
         assert "https://events.tacso.example/events/ev-42" in text
 

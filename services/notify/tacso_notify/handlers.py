@@ -18,6 +18,7 @@ from tacso_notify.audience import (
     Directory,
 )
 from tacso_notify.domain import MessageKind, Recipient, Sender
+from tacso_notify.i18n import language_of
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import PreparedMessage, prepare_message
 from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
@@ -29,8 +30,11 @@ from tacso_shared.messaging import PublishError
 
 log = logging.getLogger(__name__)
 
-#: How many rendered messages a worker keeps (events it is serving at once).
-PREPARED_CACHE_SIZE = 16
+#: How many rendered messages a worker keeps (events it is serving at once, times languages).
+PREPARED_CACHE_SIZE = 64
+
+#: The rendered message of one event and kind in a recipient's language.
+Rendered = Callable[[str], PreparedMessage]
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class Dependencies:
     #: it (tests, tools) a handler serves the whole audience in one pass instead.
     hand_on: Callable[[PageTask], None] | None = None
     #: Messages rendered for recent (event, revision, kind): pages of one event reuse them.
-    prepared: dict[tuple[str, int, str], PreparedMessage] = field(default_factory=dict)
+    prepared: dict[tuple[str, int, str, str], PreparedMessage] = field(default_factory=dict)
 
 
 class _Progress:
@@ -159,7 +163,7 @@ class _Progress:
 
 
 def _job_for(
-    delivery_id: int, recipient: Recipient, prepared: PreparedMessage, sender: Sender
+    delivery_id: int, recipient: Recipient, prepared: Rendered, sender: Sender
 ) -> SendJob | str:
     """This recipient's copy, ready for the pool, or the reason there can be none.
 
@@ -169,7 +173,7 @@ def _job_for(
     """
     try:
         address = smtp_address(recipient.email)
-        message = prepared.for_recipient(recipient, address)
+        message = prepared(recipient.language).for_recipient(recipient, address)
     except Exception as exc:  # any cause here concerns this recipient only
         if not isinstance(exc, UnsendableAddress):
             log.warning("cannot render for %s", recipient.organisation_id, exc_info=True)
@@ -181,7 +185,7 @@ def _send_page(
     event: EventPublished,
     kind: MessageKind,
     page: list[Recipient],
-    prepared: PreparedMessage,
+    prepared: Rendered,
     deps: Dependencies,
     progress: _Progress,
 ) -> int:
@@ -230,15 +234,24 @@ def _send_page(
     return held
 
 
-def _prepared_for(event: EventPublished, kind: MessageKind, deps: Dependencies) -> PreparedMessage:
-    """The message of ``kind`` for this event revision, rendered once per worker."""
-    key = (str(event.event_id), int(event.revision), kind.value)
-    prepared = deps.prepared.get(key)
-    if prepared is None:
-        prepared = prepare_message(event, kind, deps.sender, deps.domain)
-        if len(deps.prepared) >= PREPARED_CACHE_SIZE:
-            deps.prepared.pop(next(iter(deps.prepared)))
-        deps.prepared[key] = prepared
+def _rendered(
+    event: EventPublished,
+    kind: MessageKind,
+    deps: Dependencies,
+    cache: dict[tuple[str, int, str, str], PreparedMessage],
+) -> Rendered:
+    """The message of ``kind`` for this event revision in a language, rendered once per worker."""
+
+    def prepared(language: str) -> PreparedMessage:
+        key = (event.event_id, event.revision, kind.value, language_of(language))
+        message = cache.get(key)
+        if message is None:
+            message = prepare_message(event, kind, deps.sender, deps.domain, key[3])
+            if len(cache) >= PREPARED_CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            cache[key] = message
+        return message
+
     return prepared
 
 
@@ -278,7 +291,7 @@ def fan_out_page(
         except PublishError as exc:
             raise SendingPaused(f"could not hand the next page on: {exc}", progress=False) from exc
         deps.ledger.continuation_done(task.chain, next_after)
-    prepared = _prepared_for(event, kind, deps)
+    prepared = _rendered(event, kind, deps, deps.prepared)
     progress = _Progress(deps, token=str(uuid.uuid4()))
     deps.pool.resume()
     try:
@@ -298,7 +311,8 @@ def fan_out(event: EventPublished, kind: MessageKind, deps: Dependencies) -> Fan
     """
     audience = AUDIENCES[kind]
     topics = list(event.topics) if audience.match_topics else []
-    prepared = prepare_message(event, kind, deps.sender, deps.domain)
+    # A pass of its own renders afresh (an operator's re-send may follow a changed template).
+    prepared = _rendered(event, kind, deps, {})
     progress = _Progress(deps, token=str(uuid.uuid4()))
     held = 0
     deps.pool.resume()

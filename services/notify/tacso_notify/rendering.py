@@ -25,13 +25,22 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import icalendar
 import jinja2
 
 from tacso_notify.addressing import SmtpAddress, UnsendableAddress, smtp_address
 from tacso_notify.domain import MessageKind, Recipient, Sender
+from tacso_notify.i18n import (
+    DEFAULT_LANGUAGE,
+    LOCALES,
+    N_,
+    country_name,
+    format_when,
+    gettext_for,
+    language_of,
+    translations,
+)
 from tacso_shared.contracts import EventPublished, Venue
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
 
@@ -54,21 +63,6 @@ _ASCII_NAME_UNFOLDED = 200
 # under the 75 the RFC allows.
 _ENCODED_WORD_BYTES = 45
 
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 _EN_DASH = "\u2013"  # spelled as an escape: ruff flags the literal character as ambiguous
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # A plain addr-spec: nothing that could end the address or start another header.
@@ -195,6 +189,7 @@ def build_calendar(
     domain: str = "tacso.local",
     *,
     sender: Sender | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> bytes:
     """The iCalendar ``METHOD:REQUEST`` object for an event, as attached to invitations.
 
@@ -204,7 +199,7 @@ def build_calendar(
     start = _aware(event.starts_at).astimezone(UTC)
     end = _aware(event.ends_at).astimezone(UTC)
     description = event.description or ""
-    details = f"Details and registration: {event.url}"
+    details = f"{gettext_for(language, 'More information and registration:')} {event.url}"
 
     vevent = icalendar.Event()
     vevent.add("uid", ical_uid(str(event.event_id), domain))
@@ -240,13 +235,15 @@ def prepare_message(
     kind: MessageKind,
     sender: Sender,
     domain: str = "tacso.local",
+    language: str = DEFAULT_LANGUAGE,
 ) -> PreparedMessage:
-    """Render ``kind`` for ``event`` once; ``for_recipient`` of the result personalises it."""
+    """Render ``kind`` for ``event`` in ``language`` once; ``for_recipient`` personalises it."""
     kind = MessageKind(kind)
+    language = language_of(language)
     title = " ".join(str(event.title).split())
-    subject = f"Invitation: {title}" if kind is MessageKind.INVITATION else f"Press notice: {title}"
-    context = _context(event)
-    environment = _environment()
+    subject = gettext_for(language, _SUBJECTS[kind]) % {"title": title}
+    context = {**_context(event, language), "subject": subject, "lang": language}
+    environment = _environment(language)
     text = environment.get_template(f"{kind.value}.txt").render(context)
     body = environment.get_template(f"{kind.value}.html").render(context)
 
@@ -259,7 +256,7 @@ def prepare_message(
     template["X-TACSO-Revision"] = str(event.revision)
     template["X-TACSO-Kind"] = kind.value
     calendar = (
-        build_calendar(event, domain, sender=sender).decode("utf-8")
+        build_calendar(event, domain, sender=sender, language=language).decode("utf-8")
         if kind is MessageKind.INVITATION
         else None
     )
@@ -283,10 +280,18 @@ def prepare_message(
     return prepared(segments=pieces[0::2], slots=slots)
 
 
-@functools.lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
-    """The Jinja2 environment for the message templates, created on first use."""
+#: Subjects by kind (translated: the msgids are extracted from here).
+_SUBJECTS = {
+    MessageKind.INVITATION: N_("Invitation: %(title)s"),
+    MessageKind.PRESS_NOTICE: N_("Press notice: %(title)s"),
+}
+
+
+@functools.lru_cache(maxsize=len(LOCALES))
+def _environment(language: str) -> jinja2.Environment:
+    """The Jinja2 environment for the message templates in ``language``, made on first use."""
     environment = jinja2.Environment(
+        extensions=["jinja2.ext.i18n"],
         loader=jinja2.PackageLoader("tacso_notify", "templates"),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html",), default_for_string=False, default=False
@@ -297,6 +302,9 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     environment.filters["venue_line"] = _venue_line
+    environment.install_gettext_translations(  # type: ignore[attr-defined]
+        translations(language), newstyle=True
+    )
     return environment
 
 
@@ -321,19 +329,24 @@ def _assemble(
     return message
 
 
-def _context(event: EventPublished) -> dict[str, Any]:
-    """The template variables for ``event``: labels, local time and wrapped description."""
+def _context(event: EventPublished, language: str) -> dict[str, Any]:
+    """The template variables for ``event`` in ``language``: labels, local time, paragraphs."""
     country = COUNTRIES[event.country]
     venue = event.venue
+
+    def label(vocabulary: dict[str, str], slug: str) -> str:
+        return gettext_for(language, vocabulary[slug]) if slug in vocabulary else slug
+
     return {
         "greeting_name": _TEXT_TOKEN,
         "greeting_name_html": _HTML_TOKEN,
         "title": " ".join(str(event.title).split()),
-        "type_label": EVENT_TYPES.get(event.type, event.type),
-        "topics": [TOPICS.get(slug, slug) for slug in event.topics or ()],
-        "when": _format_when(_aware(event.starts_at), _aware(event.ends_at), country.timezone),
-        "timezone": country.timezone,
-        "country": country.name,
+        "type_label": label(EVENT_TYPES, event.type),
+        "topics": [label(TOPICS, slug) for slug in event.topics or ()],
+        "when": format_when(
+            _aware(event.starts_at), _aware(event.ends_at), country.timezone, language
+        ),
+        "country": country_name(event.country, language),
         "venue": venue,
         "online_url": event.online_url,
         "capacity": event.capacity,
@@ -342,25 +355,6 @@ def _context(event: EventPublished) -> dict[str, Any]:
         "url": event.url,
         "description": _paragraphs(event.description),
     }
-
-
-def _format_when(start: datetime, end: datetime, timezone: str) -> str:
-    """When an event is, in ``timezone``: ``Tuesday 12 May 2026, 10:00-16:00 (Europe/Sarajevo)``.
-
-    The range dash is an en dash; an event over several days shows both dates.
-    """
-    zone = ZoneInfo(timezone)
-    first, last = start.astimezone(zone), end.astimezone(zone)
-    if first.date() == last.date():
-        span = f"{_day(first)}, {first:%H:%M}{_EN_DASH}{last:%H:%M}"
-    else:
-        span = f"{_day(first)}, {first:%H:%M} {_EN_DASH} {_day(last)}, {last:%H:%M}"
-    return f"{span} ({timezone})"
-
-
-def _day(moment: datetime) -> str:
-    # Own names rather than strftime("%A"), which follows the process locale.
-    return f"{_WEEKDAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
 
 
 def _paragraphs(description: str | None) -> list[list[str]]:
