@@ -1,21 +1,29 @@
-"""notify's HTTP API: the delivery ledger, read-only."""
+"""notify's HTTP API: the delivery ledger, the suppression list and bounces."""
 
 from __future__ import annotations
 
-from flask import current_app
+from typing import Any
+
+from flask import current_app, request
 from flask.views import MethodView
 
 from tacso_notify import ledger
 from tacso_notify.bootstrap import Notify
+from tacso_notify.bounces import BounceReport, NotAMessage, ingest_bounce
 from tacso_notify.schemas import (
+    BounceReportSchema,
     DeliveryPageSchema,
     DeliveryQuery,
     DeliveryQuerySchema,
     DeliverySummaryQuerySchema,
     DeliverySummarySchema,
+    SuppressionCreateSchema,
+    SuppressionPageSchema,
+    SuppressionQuerySchema,
+    SuppressionSchema,
 )
 from tacso_shared.auth import admin_required
-from tacso_shared.web import Blueprint
+from tacso_shared.web import Blueprint, abort
 
 blp = Blueprint("deliveries", __name__, url_prefix="/api/v1", description="Delivery ledger")
 
@@ -43,3 +51,62 @@ class DeliverySummary(MethodView):
     def get(self, args: dict[str, str]) -> ledger.DeliverySummary:
         """Count one event's deliveries by kind and status."""
         return _notify().ledger.summary(args["event_id"])
+
+
+@blp.route("/suppressions")
+class Suppressions(MethodView):
+    @admin_required
+    @blp.arguments(SuppressionQuerySchema, location="query")
+    @blp.response(200, SuppressionPageSchema)
+    def get(self, args: dict[str, Any]) -> ledger.SuppressionPage:
+        """List the addresses that get no more bulk mail (SMTP 5xx, bounces, by hand)."""
+        return _notify().ledger.suppressions(args.get("email"), args["page"], args["page_size"])
+
+    @admin_required
+    @blp.arguments(SuppressionCreateSchema)
+    @blp.response(201, SuppressionSchema)
+    @blp.alt_response(200, schema=SuppressionSchema, description="It was suppressed already")
+    def post(self, data: dict[str, str]) -> Any:
+        """Suppress an address by hand (idempotent: an address already suppressed is a 200)."""
+        ledger_ = _notify().ledger
+        existing = ledger_.suppression(data["email"])
+        if existing is not None:
+            return existing, 200
+        ledger_.suppress([(data["email"], data["reason"])])
+        return ledger_.suppression(data["email"])
+
+
+@blp.route("/suppressions/<string:email>")
+class SuppressionByEmail(MethodView):
+    @admin_required
+    @blp.response(204)
+    @blp.alt_response(404, description="The address is not suppressed")
+    def delete(self, email: str) -> None:
+        """Lift a suppression: the address gets bulk mail again."""
+        if not _notify().ledger.unsuppress([email.strip().lower()]):
+            abort(404, message=f"{email} is not suppressed.")
+
+
+@blp.route("/bounces")
+class Bounces(MethodView):
+    @admin_required
+    @blp.doc(
+        requestBody={
+            "required": True,
+            "description": "The bounce as received (a delivery status notification, RFC 3464).",
+            "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    )
+    @blp.response(200, BounceReportSchema)
+    @blp.alt_response(400, description="The body is not an email message")
+    def post(self) -> dict[str, Any]:
+        """Take in a bounce: its permanently failed addresses are suppressed."""
+        try:
+            report: BounceReport = ingest_bounce(_notify().ledger, request.get_data())
+        except NotAMessage as exc:
+            abort(400, message=f"Not a bounce message: {exc}.")
+        return {
+            "permanent": list(report.permanent),
+            "temporary": list(report.temporary),
+            "suppressed": report.suppressed,
+        }

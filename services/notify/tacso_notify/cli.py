@@ -9,6 +9,7 @@ import click
 from tacso_notify import operations
 from tacso_notify.app import create_app
 from tacso_notify.bootstrap import apply_migrations, bootstrap, load_settings, prepare_broker
+from tacso_notify.bounces import NotAMessage, ingest_bounce
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_shared.cli import service_cli
 from tacso_shared.deadletters import list_dead_letters, replay_dead_letters
@@ -158,3 +159,62 @@ def resend_failed_cmd(event_id: str, kind: str | None) -> None:
     click.echo(
         f"{resent.reopened} failed deliveries of event {event_id} rev {resent.revision} re-queued"
     )
+
+
+# ---- bounces and the suppression list ---------------------------------------------------------
+@cli.group("bounces")
+def bounces_group() -> None:
+    """Bounces (delivery status notifications) that came back to MAIL_FROM."""
+
+
+@bounces_group.command("ingest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def bounces_ingest_cmd(files: tuple[str, ...]) -> None:
+    """Read bounce messages (.eml files); suppress the addresses that failed for good."""
+    ledger = bootstrap().ledger
+    suppressed = 0
+    for path in files:
+        with open(path, "rb") as raw:
+            try:
+                report = ingest_bounce(ledger, raw.read())
+            except NotAMessage as exc:
+                click.echo(f"{path}: skipped, not an email message ({exc})", err=True)
+                continue
+        suppressed += report.suppressed
+        permanent = ", ".join(report.permanent) or "-"
+        temporary = ", ".join(report.temporary) or "-"
+        click.echo(f"{path}: failed for good: {permanent}; delayed: {temporary}")
+    click.echo(f"{suppressed} address(es) suppressed")
+
+
+@cli.group("suppressions")
+def suppressions_group() -> None:
+    """The suppression list: addresses that get no more bulk mail."""
+
+
+@suppressions_group.command("list")
+@click.option("--email", "contains", default=None, help="Only addresses containing this text.")
+def suppressions_list_cmd(contains: str | None) -> None:
+    """List suppressed addresses, newest first."""
+    page = bootstrap().ledger.suppressions(contains, page_size=1000)
+    for item in page.items:
+        click.echo(f"{item.email}  {item.created_at:%Y-%m-%d %H:%M}  {item.reason[:100]}")
+    click.echo(f"{page.total} suppressed address(es)")
+
+
+@suppressions_group.command("add")
+@click.argument("email")
+@click.option("--reason", default="suppressed by an operator", show_default=True)
+def suppressions_add_cmd(email: str, reason: str) -> None:
+    """Suppress an address by hand."""
+    bootstrap().ledger.suppress([(email.strip().lower(), reason)])
+    click.echo(f"{email} suppressed")
+
+
+@suppressions_group.command("lift")
+@click.argument("email")
+def suppressions_lift_cmd(email: str) -> None:
+    """Lift a suppression: the address gets bulk mail again."""
+    if not bootstrap().ledger.unsuppress([email.strip().lower()]):
+        raise click.ClickException(f"{email} is not suppressed")
+    click.echo(f"{email} gets mail again")

@@ -53,6 +53,16 @@ class DeliverySummary:
     counts: dict[str, dict[str, int]]
 
 
+@dataclass(frozen=True)
+class SuppressionPage:
+    """One page of the suppression list, newest first."""
+
+    items: list[Suppression]
+    page: int
+    page_size: int
+    total: int
+
+
 DELIVERIES = cast(sa.Table, Delivery.__table__)
 
 
@@ -259,6 +269,29 @@ class DeliveryLedger:
             return
         with transaction(self.sessions) as session:
             _insert_ignoring_duplicates(session, rows, cast(sa.Table, Suppression.__table__))
+
+    def suppression(self, email: str) -> Suppression | None:
+        """The suppression of one address, if it is suppressed."""
+        with self.sessions() as session:
+            return session.get(Suppression, email)
+
+    def suppressions(
+        self, email_contains: str | None = None, page: int = 1, page_size: int = 100
+    ) -> SuppressionPage:
+        """The suppression list, newest first, optionally only addresses containing a text."""
+        query = sa.select(Suppression)
+        if email_contains:
+            query = query.where(Suppression.email.contains(email_contains.lower(), autoescape=True))
+        with self.sessions() as session:
+            total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+            items = list(
+                session.scalars(
+                    query.order_by(Suppression.created_at.desc(), Suppression.email)
+                    .offset((page - 1) * page_size)
+                    .limit(page_size)
+                )
+            )
+        return SuppressionPage(items, page, page_size, total)
 
     def unsuppress(self, emails: Iterable[str]) -> int:
         """Allow mail to these addresses again; return how many were suppressed."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import Schema, fields, post_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from tacso_notify.domain import MessageKind
 from tacso_notify.ledger import DeliveryFilter
@@ -80,3 +80,55 @@ class DeliverySummarySchema(Schema):
         values=fields.Dict(keys=fields.String(), values=fields.Integer()),
         required=True,
     )
+
+
+class SuppressionSchema(Schema):
+    """An address that gets no more bulk mail, and why."""
+
+    email = fields.String(required=True)
+    reason = fields.String(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class SuppressionCreateSchema(Schema):
+    """An operator suppresses an address by hand."""
+
+    email = fields.String(required=True, validate=validate.Length(min=3, max=254))
+    reason = fields.String(
+        load_default="suppressed by an operator", validate=validate.Length(min=1, max=2000)
+    )
+
+    @post_load
+    def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        email = data["email"].strip().lower()
+        if "@" not in email:
+            raise ValidationError("Not an email address.", field_name="email")
+        return {**data, "email": email}
+
+
+class SuppressionQuerySchema(Schema):
+    """Filters and paging for the suppression list."""
+
+    email = fields.String(
+        validate=validate.Length(min=1, max=254),
+        metadata={"description": "Only addresses containing this text."},
+    )
+    page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = AsciiInteger(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class SuppressionPageSchema(Schema):
+    """One page of the suppression list."""
+
+    items = fields.List(fields.Nested(SuppressionSchema), required=True)
+    page = fields.Integer(required=True)
+    page_size = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+
+
+class BounceReportSchema(Schema):
+    """What a bounce reported: addresses that failed for good (now suppressed) or for now."""
+
+    permanent = fields.List(fields.String(), required=True)
+    temporary = fields.List(fields.String(), required=True)
+    suppressed = fields.Integer(required=True)
