@@ -49,7 +49,10 @@ def parse_bounce(raw: bytes) -> BounceReport:
     message: Message = email.message_from_bytes(raw, policy=email.policy.compat32)
     if not message.keys():
         raise NotAMessage("no email headers found")
-    temporary, permanent = all_failures(message)
+    try:
+        temporary, permanent = all_failures(message)
+    except Exception as exc:  # a detector choking on a malformed upload: the sender's problem
+        raise NotAMessage(f"could not be read as a bounce ({type(exc).__name__})") from exc
     return BounceReport(
         permanent=tuple(sorted(_address(a) for a in permanent)),
         temporary=tuple(sorted(_address(a) for a in temporary - permanent)),
