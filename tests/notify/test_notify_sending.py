@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from support.waiting import wait_until
 from tacso_notify.mailer import PermanentSendError, TransientSendError
 from tacso_notify.sending import (
     FAILED,
@@ -84,10 +85,19 @@ class TestSenderPool:
         gate = threading.Event()
         pool = SenderPool(lambda: FakeMailer(log, set(), {"busy@x.org"}, gate), connections=1)
         pool.submit(SendJob(0, "f@x.org", "busy@x.org", b"m"))
-        for i in range(1, 6):
-            pool.submit(SendJob(i, "f@x.org", f"r{i}@x.org", b"m"))
+
+        def submit_the_rest() -> None:
+            # The pool's queue holds one job per connection: the rest wait in submit() until
+            # the refusal halts the pool and the queue drains as skipped.
+            for i in range(1, 6):
+                pool.submit(SendJob(i, "f@x.org", f"r{i}@x.org", b"m"))
+
+        submitter = threading.Thread(target=submit_the_rest)
+        submitter.start()
+        wait_until(lambda: pool._jobs.full(), timeout=5, message="a job queued behind busy@")
         gate.set()
         results = collect(pool, 6)
+        submitter.join(timeout=5)
         assert results[0].outcome == TRANSIENT and "451" in results[0].reason
         assert {results[i].outcome for i in range(1, 6)} == {SKIPPED}
         assert pool.halted and log == []
