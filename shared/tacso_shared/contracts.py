@@ -49,6 +49,15 @@ class Venue:
 
 
 @dataclass(frozen=True)
+class EventText:
+    """An event's title and description in one more language."""
+
+    language: str
+    title: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class EventPublished:
     """An event became public (``revision`` grows with every later change of the event)."""
 
@@ -69,6 +78,17 @@ class EventPublished:
     online_url: str | None = None
     capacity: int | None = None
     organiser_email: str | None = None
+    #: The language the title and description are written in.
+    language: str = "en"
+    #: The title and description in other languages (recipients of those read them).
+    translations: tuple[EventText, ...] = ()
+
+    def text_in(self, language: str) -> EventText:
+        """The title and description in ``language`` if there are, else as written."""
+        for text in self.translations:
+            if text.language == language:
+                return text
+        return EventText(self.language, self.title, self.description)
 
 
 class OrganisationRegisteredV1(Schema):
@@ -99,6 +119,18 @@ class VenueV1(Schema):
         return Venue(**data)
 
 
+class EventTextV1(Schema):
+    """An event's title and description in one more language: loads :class:`EventText`."""
+
+    language = fields.String(required=True, validate=validate.OneOf(sorted(LANGUAGES)))
+    title = fields.String(required=True, validate=validate.Length(min=1))
+    description = fields.String(load_default=None, allow_none=True)
+
+    @post_load
+    def _text(self, data: dict[str, Any], **_: Any) -> EventText:
+        return EventText(**data)
+
+
 class EventPublishedV1(Schema):
     """``org.tacso.events.event.published.v1``: loads :class:`EventPublished`."""
 
@@ -119,10 +151,15 @@ class EventPublishedV1(Schema):
     organiser_email = EmailAddressField(load_default=None, allow_none=True)
     # PUBLIC_BASE_URL may be an internal name (http://events:5002): no top-level domain needed.
     url = fields.Url(required=True, require_tld=False)
+    # Added to v1 with defaults: a message without them is the event in English, untranslated.
+    language = fields.String(load_default="en", validate=validate.OneOf(sorted(LANGUAGES)))
+    translations = fields.List(fields.Nested(EventTextV1), load_default=list)
 
     @post_load
     def _message(self, data: dict[str, Any], **_: Any) -> EventPublished:
-        return EventPublished(**{**data, "topics": tuple(data["topics"])})
+        return EventPublished(
+            **{**data, "topics": tuple(data["topics"]), "translations": tuple(data["translations"])}
+        )
 
 
 class CountryMessage(Protocol):

@@ -146,3 +146,54 @@ def test_check_organiser_reasons(organisers: dict[str, Organisation]) -> None:
         operations.check_organiser(cso, "BA")
     with pytest.raises(operations.InvalidOrganiser, match=r"belongs to RS, not BA\."):
         operations.check_organiser(office, "BA")
+
+
+class TestTranslations:
+    def test_an_event_in_several_languages_carries_them_in_its_message(
+        self, client: FlaskClient, admin: dict[str, str], payload: Payload, events: Events
+    ) -> None:
+        body = payload(
+            language="en",
+            translations={
+                "bs": {"title": " Radionica o ljudskim pravima ", "description": "Na bosanskom."},
+                "mk": {"title": "Работилница за човекови права"},
+                "en": {"title": "the event's own language is not a translation"},
+            },
+        )
+        response = client.post("/api/v1/events", json=body, headers=admin)
+        assert response.status_code == 201, response.get_json()
+        created = response.get_json()
+        assert created["language"] == "en"
+        assert created["translations"] == {
+            "bs": {"title": "Radionica o ljudskim pravima", "description": "Na bosanskom."},
+            "mk": {"title": "Работилница за човекови права", "description": None},
+        }
+        message = load_data(parse_envelope(_outbox_rows(events)[-1].body))
+        assert message.language == "en"
+        assert message.text_in("bs").title == "Radionica o ljudskim pravima"
+        assert message.text_in("mk").description is None
+        assert message.text_in("tr").title == created["title"], "untranslated: as written"
+
+    @pytest.mark.parametrize(
+        ("changes", "field"),
+        [
+            ({"language": "xx"}, "language"),
+            ({"translations": {"xx": {"title": "X"}}}, "translations"),
+            ({"translations": {"bs": {"title": ""}}}, "translations"),
+            ({"translations": {"bs": {"title": "   "}}}, "translations"),
+            ({"translations": {"bs": {"description": "no title"}}}, "translations"),
+            ({"translations": {"bs": "Radionica"}}, "translations"),
+            ({"translations": ["bs"]}, "translations"),
+        ],
+    )
+    def test_bad_translations_are_a_422_naming_the_field(
+        self,
+        client: FlaskClient,
+        admin: dict[str, str],
+        payload: Payload,
+        changes: dict[str, Any],
+        field: str,
+    ) -> None:
+        response = client.post("/api/v1/events", json=payload(**changes), headers=admin)
+        assert response.status_code == 422
+        assert field in response.get_json()["errors"]["json"]

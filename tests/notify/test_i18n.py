@@ -18,7 +18,7 @@ from support.messages import event_published
 from tacso_notify.domain import MessageKind, Recipient, Sender
 from tacso_notify.i18n import CATALOGS, LOCALES, TRANSLATIONS, format_when
 from tacso_notify.rendering import prepare_message
-from tacso_shared.contracts import EventPublished
+from tacso_shared.contracts import EventPublished, EventText
 from tacso_shared.vocabulary import LANGUAGES
 
 NOTIFY = Path(TRANSLATIONS).parent
@@ -55,12 +55,11 @@ def event(**changes: Any) -> EventPublished:
     return event_published(**fields)
 
 
-def render(
-    language: str, kind: MessageKind = MessageKind.INVITATION, **changes: Any
-) -> EmailMessage:
+def render(reader: str, kind: MessageKind = MessageKind.INVITATION, **changes: Any) -> EmailMessage:
+    """What an organisation whose language is ``reader`` receives."""
     raw = prepare_message(
-        event(**changes), kind, Sender("events@tacso.example"), "tacso.example", language
-    ).for_recipient(Recipient("org-1", "Udruženje Zdravo", "info@zdravo.example", language))
+        event(**changes), kind, Sender("events@tacso.example"), "tacso.example", reader
+    ).for_recipient(Recipient("org-1", "Udruženje Zdravo", "info@zdravo.example", reader))
     message = BytesParser(policy=policy.default).parsebytes(raw)
     assert isinstance(message, EmailMessage)
     return message
@@ -160,3 +159,38 @@ class TestTimeZonesAreNamedForPeople:
             "utorak, 15. decembar 2026., 10:00\u201316:00 (Centralnoevropsko standardno vrijeme)"
         )
         assert "Orta Avrupa" in format_when(start, end, "Europe/Sarajevo", "tr")
+
+
+class TestEventTranslations:
+    def translated(self) -> dict[str, Any]:
+        return {
+            "language": "en",
+            "description": "A workshop for civil society organisations.",
+            "translations": (
+                EventText("bs", "Ljudska prava u praksi", "Radionica za organizacije."),
+                EventText("mk", "Човекови права во пракса", None),
+            ),
+        }
+
+    def test_a_recipient_reads_the_translation_in_their_language(self) -> None:
+        message = render("bs", **self.translated())
+        assert str(message["Subject"]) == "Pozivnica: Ljudska prava u praksi"
+        text = text_of(message)
+        assert "Radionica za organizacije." in text
+        assert "A workshop for" not in text
+        assert "Originalni jezik" not in text
+
+    def test_without_a_translation_the_original_comes_with_its_language_named(self) -> None:
+        text = text_of(render("hr", **self.translated()))
+        assert "Human rights in practice" in text
+        assert "Izvorni jezik: engleski" in text
+
+    def test_a_translated_title_without_description_shows_no_foreign_description(self) -> None:
+        text = text_of(render("mk", **self.translated()))
+        assert "Човекови права во пракса" in text
+        assert "A workshop for" not in text
+
+    def test_the_calendar_entry_is_translated_too(self) -> None:
+        message = render("bs", **self.translated())
+        ics = next(p for p in message.walk() if p.get_content_type() == "text/calendar")
+        assert "SUMMARY:Ljudska prava u praksi" in str(ics.get_content())

@@ -44,6 +44,10 @@ class Event(Base):
     organiser_id: Mapped[str] = mapped_column(sa.String(64))
     organiser_name: Mapped[str] = mapped_column(sa.String(200))
     organiser_email: Mapped[str | None] = mapped_column(sa.String(254))
+    #: The language title and description are written in; ``translations`` maps other
+    #: languages to ``{"title", "description"}``.
+    language: Mapped[str] = mapped_column(sa.String(8), default="en", server_default="en")
+    translations: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
     status: Mapped[str] = mapped_column(sa.String(16))
     revision: Mapped[int] = mapped_column(sa.Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

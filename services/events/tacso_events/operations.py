@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from tacso_events.models import DRAFT, PUBLISHED, Event, EventTopic, outbox
 from tacso_events.registry_client import Organisation, RegistryClient
 from tacso_shared import outbox as outbox_ops
-from tacso_shared.contracts import EventPublished, Venue, envelope_of
+from tacso_shared.contracts import EventPublished, EventText, Venue, envelope_of
 from tacso_shared.vocabulary import ORGANISER_KINDS
 
 SOURCE = "/tacso/events"
@@ -76,6 +76,8 @@ class CreateEvent:
     venue: Venue | None = None
     online_url: str | None = None
     capacity: int | None = None
+    language: str = "en"
+    translations: tuple[EventText, ...] = ()
 
 
 def check_organiser(organisation: Organisation | None, country: str) -> Organisation:
@@ -117,6 +119,12 @@ def create_event(
         venue_city=venue.city if venue else None,
         online_url=command.online_url,
         capacity=command.capacity,
+        language=command.language,
+        translations={
+            text.language: {"title": text.title, "description": text.description}
+            for text in command.translations
+        }
+        or None,
         organiser_id=organiser.id,
         organiser_name=organiser.name,
         organiser_email=organiser.email,
@@ -186,6 +194,11 @@ def event_published(event: Event, public_base_url: str) -> EventPublished:
         organiser_name=event.organiser_name,
         organiser_email=event.organiser_email,
         url=event_url(public_base_url, event.id),
+        language=event.language,
+        translations=tuple(
+            EventText(language, text["title"], text.get("description"))
+            for language, text in sorted((event.translations or {}).items())
+        ),
     )
 
 

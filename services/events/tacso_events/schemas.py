@@ -18,8 +18,8 @@ from marshmallow import (
 
 from tacso_events.models import PUBLISHED, STATUSES, Event
 from tacso_events.operations import CreateEvent, event_url
-from tacso_shared.contracts import Venue
-from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
+from tacso_shared.contracts import EventText, Venue
+from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, LANGUAGES, TOPICS
 from tacso_shared.web import AsciiInteger
 
 MAX_PAGE_SIZE = 100
@@ -77,6 +77,19 @@ class VenueSchema(Schema):
         )
 
 
+class EventTextSchema(Schema):
+    """An event's title and description in one more language."""
+
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=200), _no_nul])
+    description = fields.String(
+        load_default=None, allow_none=True, validate=[validate.Length(max=20_000), _no_nul]
+    )
+
+    @validates("title")
+    def _title_not_blank(self, value: str, **_: Any) -> None:
+        _not_blank(value)
+
+
 class EventCreateSchema(Schema):
     """What a client sends to create an event (published at once unless ``status`` is draft)."""
 
@@ -116,6 +129,22 @@ class EventCreateSchema(Schema):
         metadata={"description": "A Resource Centre or TACSO office of the event's country."},
     )
     status = fields.String(load_default=PUBLISHED, validate=validate.OneOf(STATUSES))
+    language = fields.String(
+        load_default="en",
+        validate=validate.OneOf(sorted(LANGUAGES)),
+        metadata={"description": "The language title and description are written in."},
+    )
+    translations = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(sorted(LANGUAGES))),
+        values=fields.Nested(EventTextSchema),
+        load_default=dict,
+        metadata={
+            "description": "Title and description in other languages, by language code: "
+            'e.g. `{"bs": {"title": "Radionica o ljudskim pravima"}}`. A recipient whose '
+            "language has a translation reads it; the others read the event as written, "
+            "with its language named."
+        },
+    )
 
     @validates("title")
     def _title_not_blank(self, value: str, **_: Any) -> None:
@@ -150,6 +179,16 @@ class EventCreateSchema(Schema):
             capacity=data.get("capacity"),
             organiser_id=data["organiser_id"],
             status=data["status"],
+            language=data["language"],
+            translations=tuple(
+                EventText(
+                    language,
+                    text["title"].strip(),
+                    (text.get("description") or "").strip() or None,
+                )
+                for language, text in sorted(data["translations"].items())
+                if language != data["language"]
+            ),
         )
 
 
@@ -187,6 +226,12 @@ class EventSchema(Schema):
     )
     revision = fields.Integer(
         required=True, metadata={"description": "1 when first published; 0 while a draft."}
+    )
+    language = fields.String(required=True)
+    translations = fields.Function(
+        lambda event: event.translations or {},
+        required=True,
+        metadata={"type": "object", "description": "Title and description by language."},
     )
     url = fields.Function(
         _public_url,

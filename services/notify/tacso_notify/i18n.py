@@ -107,6 +107,12 @@ def country_name(code: str, language: str) -> str:
     return str(locale_of(language).territories.get(code, code))
 
 
+def language_name(language: str, in_language: str) -> str:
+    """The name of ``language`` as written in ``in_language`` (``engleski`` for en in bs)."""
+    name = locale_of(language).get_display_name(locale_of(in_language))
+    return str(name or language)
+
+
 def format_when(start: datetime, end: datetime, timezone: str, language: str) -> str:
     """When an event is, in its country's time zone, as ``language`` writes dates and times.
 

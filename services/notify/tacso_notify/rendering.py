@@ -38,6 +38,7 @@ from tacso_notify.i18n import (
     country_name,
     format_when,
     gettext_for,
+    language_name,
     language_of,
     translations,
 )
@@ -198,7 +199,8 @@ def build_calendar(
     """
     start = _aware(event.starts_at).astimezone(UTC)
     end = _aware(event.ends_at).astimezone(UTC)
-    description = event.description or ""
+    text = event.text_in(language_of(language))
+    description = text.description or ""
     details = f"{gettext_for(language, 'More information and registration:')} {event.url}"
 
     vevent = icalendar.Event()
@@ -208,7 +210,7 @@ def build_calendar(
     vevent.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
     vevent.add("dtstart", start)
     vevent.add("dtend", end)
-    vevent.add("summary", event.title)
+    vevent.add("summary", text.title)
     vevent.add("description", f"{description}\n\n{details}" if description else details)
     location = _location(event)
     if location:
@@ -240,7 +242,7 @@ def prepare_message(
     """Render ``kind`` for ``event`` in ``language`` once; ``for_recipient`` personalises it."""
     kind = MessageKind(kind)
     language = language_of(language)
-    title = " ".join(str(event.title).split())
+    title = " ".join(event.text_in(language).title.split())
     subject = gettext_for(language, _SUBJECTS[kind]) % {"title": title}
     context = {**_context(event, language), "subject": subject, "lang": language}
     environment = _environment(language)
@@ -333,6 +335,7 @@ def _context(event: EventPublished, language: str) -> dict[str, Any]:
     """The template variables for ``event`` in ``language``: labels, local time, paragraphs."""
     country = COUNTRIES[event.country]
     venue = event.venue
+    text = event.text_in(language)
 
     def label(vocabulary: dict[str, str], slug: str) -> str:
         return gettext_for(language, vocabulary[slug]) if slug in vocabulary else slug
@@ -340,7 +343,10 @@ def _context(event: EventPublished, language: str) -> dict[str, Any]:
     return {
         "greeting_name": _TEXT_TOKEN,
         "greeting_name_html": _HTML_TOKEN,
-        "title": " ".join(str(event.title).split()),
+        "title": " ".join(text.title.split()),
+        "original_language": (
+            None if text.language == language else language_name(text.language, language)
+        ),
         "type_label": label(EVENT_TYPES, event.type),
         "topics": [label(TOPICS, slug) for slug in event.topics or ()],
         "when": format_when(
@@ -353,7 +359,7 @@ def _context(event: EventPublished, language: str) -> dict[str, Any]:
         "organiser_name": event.organiser_name,
         "organiser_email": event.organiser_email,
         "url": event.url,
-        "description": _paragraphs(event.description),
+        "description": _paragraphs(text.description),
     }
 
 
