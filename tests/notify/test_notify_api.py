@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -247,3 +249,74 @@ def test_the_api_process_does_not_import_the_worker_machinery() -> None:
     ):
         assert f"'{module}'" not in loaded, f"{module} is imported by the API: {loaded}"
     assert "'tacso_notify.api'" in loaded
+
+
+class TestEventReport:
+    URL = "/api/v1/events/ev-a/report"
+
+    def test_json_counts_failures_and_timeline(
+        self,
+        client: FlaskClient,
+        admin: dict[str, str],
+        deliveries: dict[str, list[int]],
+        ledger: DeliveryLedger,
+    ) -> None:
+        ledger.suppress([("cso3@x.org", "550")])
+        report = get_json(client, admin, self.URL)
+        assert report["counts"] == {
+            "invitation": {"sent": 3, "failed": 1, "pending": 1},
+            "press_notice": {"sent": 2},
+        }
+        assert report["total"] == 7
+        assert {(r["kind"], r["status"], r["reason"], r["count"]) for r in report["rows"]} >= {
+            ("invitation", "failed", "550 5.1.1 no such mailbox", 1)
+        }
+        assert sum(p["sent"] for p in report["timeline"]) == 5
+        assert report["suppressed_recipients"] == 1
+        assert report["first_sent_at"] is not None
+
+    def test_csv_opens_with_the_csv_module_and_sums_to_the_ledger(
+        self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
+    ) -> None:
+        for request in (
+            {"query_string": {"format": "csv"}},
+            {"headers": {"Accept": "text/csv"}},
+        ):
+            response = client.get(
+                self.URL,
+                headers={**admin, **request.get("headers", {})},
+                query_string=request.get("query_string"),
+            )
+            assert response.status_code == 200
+            assert response.mimetype == "text/csv"
+            assert response.data.startswith("\ufeff".encode())
+            rows = list(csv.DictReader(io.StringIO(response.data.decode("utf-8-sig"))))
+            assert set(rows[0]) == {"kind", "status", "reason", "count"}
+            assert sum(int(r["count"]) for r in rows) == 7
+            failed = [r for r in rows if r["status"] == "failed"]
+            assert failed == [
+                {
+                    "kind": "invitation",
+                    "status": "failed",
+                    "reason": "550 5.1.1 no such mailbox",
+                    "count": "1",
+                }
+            ]
+
+    def test_html_page_has_the_counts_and_a_server_side_chart(
+        self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
+    ) -> None:
+        response = client.get(self.URL, headers={**admin, "Accept": "text/html"})
+        assert response.status_code == 200 and response.mimetype == "text/html"
+        page = response.data.decode()
+        assert "<svg" in page and "<polyline" in page and "<script" not in page
+        assert "550 5.1.1 no such mailbox" in page
+        assert "<main>" in page and 'lang="en"' in page
+
+    def test_an_event_without_deliveries_is_a_404_and_a_bad_format_a_422(
+        self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
+    ) -> None:
+        assert client.get("/api/v1/events/nope/report", headers=admin).status_code == 404
+        bad = client.get(self.URL, headers=admin, query_string={"format": "xlsx"})
+        assert bad.status_code == 422
+        assert client.get(self.URL).status_code == 401

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from flask import current_app, request
+import jinja2
+from flask import Response, current_app, request
 from flask.views import MethodView
 
 from tacso_notify import ledger
 from tacso_notify.bootstrap import Notify
 from tacso_notify.bounces import BounceReport, NotAMessage, ingest_bounce
+from tacso_notify.models import STATUSES
+from tacso_notify.reports import NoDeliveries, event_report, report_csv, report_svg
 from tacso_notify.schemas import (
     BounceReportSchema,
     DeliveryPageSchema,
@@ -17,6 +21,8 @@ from tacso_notify.schemas import (
     DeliveryQuerySchema,
     DeliverySummaryQuerySchema,
     DeliverySummarySchema,
+    EventReportSchema,
+    ReportQuerySchema,
     SuppressionCreateSchema,
     SuppressionPageSchema,
     SuppressionQuerySchema,
@@ -110,3 +116,60 @@ class Bounces(MethodView):
             "temporary": list(report.temporary),
             "suppressed": report.suppressed,
         }
+
+
+@blp.route("/events/<string:event_id>/report")
+class EventReport(MethodView):
+    @admin_required
+    @blp.arguments(ReportQuerySchema, location="query")
+    @blp.response(200, EventReportSchema)
+    @blp.alt_response(404, description="notify has no deliveries of this event")
+    def get(self, args: dict[str, str], event_id: str) -> Any:
+        """One event's mail: counts by kind and status, failures by reason, mail over time.
+
+        JSON by default; CSV (`?format=csv` or `Accept: text/csv`: `kind,status,reason,count`,
+        UTF-8 with a BOM) or an HTML page with a chart (`?format=html` or `Accept: text/html`).
+        """
+        try:
+            report = event_report(_notify().sessions, event_id)
+        except NoDeliveries:
+            abort(404, message=f"No deliveries of event {event_id}.")
+        wanted = (
+            args.get("format")
+            or request.accept_mimetypes.best_match(
+                ["application/json", "text/csv", "text/html"], default="application/json"
+            ).split("/")[-1]
+        )
+        if wanted == "csv":
+            return Response(
+                report_csv(report),
+                mimetype="text/csv",
+                headers={
+                    "Content-Disposition": f'attachment; filename="report-{event_id[:36]}.csv"'
+                },
+            )
+        if wanted == "html":
+            page = (
+                _pages()
+                .get_template("pages/report.html")
+                .render(
+                    report=report,
+                    statuses=STATUSES,
+                    chart=report_svg(report),
+                    failures=[row for row in report.rows if row.reason],
+                )
+            )
+            return Response(page, mimetype="text/html")
+        return report
+
+
+@functools.lru_cache(maxsize=1)
+def _pages() -> jinja2.Environment:
+    """Templates of notify's few HTML pages (autoescaped)."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("tacso_notify", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )

@@ -132,3 +132,43 @@ class BounceReportSchema(Schema):
     permanent = fields.List(fields.String(), required=True)
     temporary = fields.List(fields.String(), required=True)
     suppressed = fields.Integer(required=True)
+
+
+class ReportQuerySchema(Schema):
+    """How the report is wanted (else the Accept header decides; JSON by default)."""
+
+    format = fields.String(validate=validate.OneOf(["json", "csv", "html"]))
+
+
+class ReportRowSchema(Schema):
+    """How many deliveries of one kind ended in one status (failures: for one reason)."""
+
+    kind = fields.String(required=True)
+    status = fields.String(required=True)
+    reason = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class TimelinePointSchema(Schema):
+    """Mail accepted by the SMTP server in one minute."""
+
+    at = fields.AwareDateTime(required=True)
+    kind = fields.String(required=True)
+    sent = fields.Integer(required=True)
+
+
+class EventReportSchema(Schema):
+    """What became of every mail about one event."""
+
+    event_id = fields.String(required=True)
+    total = fields.Integer(required=True)
+    counts = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Integer()),
+        required=True,
+    )
+    rows = fields.List(fields.Nested(ReportRowSchema), required=True)
+    timeline = fields.List(fields.Nested(TimelinePointSchema), required=True)
+    suppressed_recipients = fields.Integer(required=True)
+    first_sent_at = fields.AwareDateTime(required=True, allow_none=True)
+    last_sent_at = fields.AwareDateTime(required=True, allow_none=True)
