@@ -22,6 +22,7 @@ from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import PreparedMessage, prepare_message
 from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
 from tacso_notify.tasks import PageTask
+from tacso_shared import correlation, metrics
 from tacso_shared.consumer import Handler, Requeue, TransientError
 from tacso_shared.contracts import EVENT_PUBLISHED, EventPublished, load_data
 from tacso_shared.envelope import Envelope, PoisonMessage, parse_envelope
@@ -96,15 +97,18 @@ class Dependencies:
     #: it (tests, tools) a handler serves the whole audience in one pass instead.
     hand_on: Callable[[PageTask], None] | None = None
     #: Messages rendered for recent (event, revision, kind): pages of one event reuse them.
-    prepared: dict[tuple[str, int, str], PreparedMessage] = field(default_factory=dict)
+    prepared: dict[tuple[str, int, str, str | None], PreparedMessage] = field(default_factory=dict)
 
 
 class _Progress:
-    """Collects send results and writes them to the ledger in small batches."""
+    """Collects send results, counts them (``tacso_mails_total``) and writes them to the ledger
+    in small batches."""
 
-    def __init__(self, deps: Dependencies, token: str) -> None:
+    def __init__(self, deps: Dependencies, token: str, kind: str, country: str) -> None:
         self.deps = deps
         self.token = token
+        self.kind = kind
+        self.country = country
         self.result = FanOutResult()
         self.sent: list[int] = []
         self.failed: list[tuple[int, str]] = []
@@ -113,11 +117,18 @@ class _Progress:
         self.transient_reason: str | None = None
         self.last_flush = self.last_renew = time.monotonic()
 
+    def fail(self, delivery_id: int, reason: str, outcome: str = "failed") -> None:
+        """A delivery failed before it reached SMTP (``suppressed``, or its copy not made)."""
+        self.failed.append((delivery_id, reason))
+        metrics.MAILS.labels(self.kind, self.country, outcome).inc()
+
     def add(self, result: SendResult, recipient: str) -> None:
         if result.outcome == SENT:
             self.sent.append(result.delivery_id)
+            metrics.MAILS.labels(self.kind, self.country, "sent").inc()
         elif result.outcome == FAILED:
             self.failed.append((result.delivery_id, result.reason))
+            metrics.MAILS.labels(self.kind, self.country, "failed").inc()
             if result.suppress:
                 self.suppress.append((recipient, result.reason))
         elif result.outcome == TRANSIENT:
@@ -198,13 +209,13 @@ def _send_page(
             recipient = by_org[organisation_id]
             if recipient.email in suppressed:
                 reason = f"suppressed: {suppressed[recipient.email]}"
-                progress.failed.append((delivery_id, reason))
+                progress.fail(delivery_id, reason, "suppressed")
                 continue
             if deps.stopping.is_set() or deps.pool.halted:
                 break
             job = _job_for(delivery_id, recipient, prepared, deps.sender)
             if isinstance(job, str):
-                progress.failed.append((delivery_id, job))
+                progress.fail(delivery_id, job)
                 continue
             addresses[delivery_id] = recipient.email
             deps.pool.submit(job)
@@ -231,11 +242,16 @@ def _send_page(
 
 
 def _prepared_for(event: EventPublished, kind: MessageKind, deps: Dependencies) -> PreparedMessage:
-    """The message of ``kind`` for this event revision, rendered once per worker."""
-    key = (str(event.event_id), int(event.revision), kind.value)
+    """The message of ``kind`` for this event revision, rendered once per worker.
+
+    It carries the correlation id of the message being handled (an operator's re-send has its
+    own), so that id is part of the key.
+    """
+    cid = correlation.current()
+    key = (str(event.event_id), int(event.revision), kind.value, cid)
     prepared = deps.prepared.get(key)
     if prepared is None:
-        prepared = prepare_message(event, kind, deps.sender, deps.domain)
+        prepared = prepare_message(event, kind, deps.sender, deps.domain, cid)
         if len(deps.prepared) >= PREPARED_CACHE_SIZE:
             deps.prepared.pop(next(iter(deps.prepared)))
         deps.prepared[key] = prepared
@@ -267,7 +283,7 @@ def fan_out_page(
             raise SendingPaused(f"could not hand the next page on: {exc}", progress=False) from exc
         deps.ledger.continuation_done(task.chain, next_after)
     prepared = _prepared_for(event, kind, deps)
-    progress = _Progress(deps, token=str(uuid.uuid4()))
+    progress = _Progress(deps, str(uuid.uuid4()), kind.value, str(event.country))
     deps.pool.resume()
     try:
         held = _send_page(event, kind, page, prepared, deps, progress)
@@ -293,8 +309,8 @@ def fan_out(event: EventPublished, kind: MessageKind, deps: Dependencies) -> Fan
     """
     audience = AUDIENCES[kind]
     topics = list(event.topics) if audience.match_topics else []
-    prepared = prepare_message(event, kind, deps.sender, deps.domain)
-    progress = _Progress(deps, token=str(uuid.uuid4()))
+    prepared = prepare_message(event, kind, deps.sender, deps.domain, correlation.current())
+    progress = _Progress(deps, str(uuid.uuid4()), kind.value, str(event.country))
     held = 0
     deps.pool.resume()
     try:
@@ -383,6 +399,7 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
             )
         else:
             raise PoisonMessage(f"{envelope.type} is not a message for the {kind.value} worker")
+        started = time.perf_counter()
         try:
             if deps.hand_on is None:
                 result = fan_out(event, kind, deps)
@@ -394,6 +411,8 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
             raise TransientError(str(exc)) from exc
         except Interrupted as exc:
             raise Requeue(str(exc)) from exc
+        finally:
+            metrics.FANOUT_DURATION.labels(kind.value).observe(time.perf_counter() - started)
         log.info(
             "%s for event %s rev %s page %d (%s): %d sent, %d failed, %d already done",
             kind.value,

@@ -32,6 +32,7 @@ import jinja2
 
 from tacso_notify.addressing import SmtpAddress, UnsendableAddress, smtp_address
 from tacso_notify.domain import MessageKind, Recipient, Sender
+from tacso_shared import correlation
 from tacso_shared.contracts import EventPublished, Venue
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
 
@@ -240,8 +241,13 @@ def prepare_message(
     kind: MessageKind,
     sender: Sender,
     domain: str = "tacso.local",
+    correlation_id: str | None = None,
 ) -> PreparedMessage:
-    """Render ``kind`` for ``event`` once; ``for_recipient`` of the result personalises it."""
+    """Render ``kind`` for ``event`` once; ``for_recipient`` of the result personalises it.
+
+    ``correlation_id``: the id of the request that published the event, set as
+    ``X-Correlation-ID`` on every copy so a mail can be traced back through the logs.
+    """
     kind = MessageKind(kind)
     title = " ".join(str(event.title).split())
     subject = f"Invitation: {title}" if kind is MessageKind.INVITATION else f"Press notice: {title}"
@@ -258,6 +264,9 @@ def prepare_message(
     template["X-TACSO-Event-Id"] = str(event.event_id)
     template["X-TACSO-Revision"] = str(event.revision)
     template["X-TACSO-Kind"] = kind.value
+    if correlation_id is not None:
+        # Through accept(): a forged id (line breaks, say) never reaches a header.
+        template[correlation.HEADER] = correlation.accept(correlation_id)
     calendar = (
         build_calendar(event, domain, sender=sender).decode("utf-8")
         if kind is MessageKind.INVITATION
