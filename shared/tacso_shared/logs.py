@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -34,13 +35,21 @@ class ProcessContext(logging.Filter):
         return True
 
 
+class _JsonLines(JsonFormatter):
+    """python-json-logger's formatter, with the time as the first key (where readers look)."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        """``log_data`` with ``time`` moved to the front."""
+        return {"time": log_data.pop("time", None), **log_data}
+
+
 def _formatter(log_format: str) -> logging.Formatter:
     if log_format == "text":
         return logging.Formatter(
             "%(asctime)s %(service)s %(role)s %(process)d %(levelname)s %(name)s: %(message)s"
             " [cid=%(correlation_id)s]"
         )
-    return JsonFormatter(
+    return _JsonLines(
         ["levelname", "service", "role", "process", "name", "message", "correlation_id"],
         rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
         timestamp="time",
