@@ -107,8 +107,11 @@ class _Progress:
     def __init__(self, deps: Dependencies, token: str, kind: str, country: str) -> None:
         self.deps = deps
         self.token = token
-        self.kind = kind
-        self.country = country
+        # The counters' children, looked up once per page rather than once per mail.
+        self._counted = {
+            outcome: metrics.MAILS.labels(kind, country, outcome)
+            for outcome in ("sent", "failed", "suppressed")
+        }
         self.result = FanOutResult()
         self.sent: list[int] = []
         self.failed: list[tuple[int, str]] = []
@@ -120,15 +123,15 @@ class _Progress:
     def fail(self, delivery_id: int, reason: str, outcome: str = "failed") -> None:
         """A delivery failed before it reached SMTP (``suppressed``, or its copy not made)."""
         self.failed.append((delivery_id, reason))
-        metrics.MAILS.labels(self.kind, self.country, outcome).inc()
+        self._counted[outcome].inc()
 
     def add(self, result: SendResult, recipient: str) -> None:
         if result.outcome == SENT:
             self.sent.append(result.delivery_id)
-            metrics.MAILS.labels(self.kind, self.country, "sent").inc()
+            self._counted["sent"].inc()
         elif result.outcome == FAILED:
             self.failed.append((result.delivery_id, result.reason))
-            metrics.MAILS.labels(self.kind, self.country, "failed").inc()
+            self._counted["failed"].inc()
             if result.suppress:
                 self.suppress.append((recipient, result.reason))
         elif result.outcome == TRANSIENT:
