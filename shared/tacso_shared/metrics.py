@@ -13,6 +13,7 @@ known set of values (routes are URL rules, never URLs; queues are queue names; n
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -104,9 +105,19 @@ def prepare_multiprocess(service: str) -> str:
     return path
 
 
-def remove_multiprocess_dir(path: str) -> None:
-    """Delete an API process group's multiprocess directory (when its master exits)."""
-    shutil.rmtree(path, ignore_errors=True)
+def remove_at_exit(path: str) -> None:
+    """Delete the multiprocess directory ``path`` when this process (gunicorn's master) exits.
+
+    Not when a worker exits: gunicorn's workers are forks of the master and run its exit
+    handlers too (``sys.exit``), while their siblings still write to the directory.
+    """
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
 
 
 def mark_worker_dead(pid: int) -> None:

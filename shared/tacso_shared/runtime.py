@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import signal
 from collections.abc import Callable
@@ -70,8 +69,7 @@ def serve(factory: Callable[[], Flask], settings: CommonSettings) -> None:
 
     The workers share one fresh Prometheus multiprocess directory, removed when gunicorn exits.
     """
-    multiproc_dir = metrics.prepare_multiprocess(settings.service)
-    atexit.register(metrics.remove_multiprocess_dir, multiproc_dir)
+    metrics.remove_at_exit(metrics.prepare_multiprocess(settings.service))
     _Gunicorn(factory, gunicorn_options(settings)).run()
 
 

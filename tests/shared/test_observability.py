@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -208,6 +209,30 @@ class TestHttpMetrics:
             labels["queue"]: value for labels, value in samples(out, "tacso_messages_handled_total")
         }
         assert handled == {"q.child": 3.0, "q.parent": 1.0}
+
+    def test_the_directory_goes_when_the_master_exits_not_when_a_worker_does(self) -> None:
+        script = textwrap.dedent(
+            """
+            import os, sys
+            from tacso_shared import metrics
+            path = metrics.prepare_multiprocess("things")
+            metrics.remove_at_exit(path)
+            print(path)
+            sys.stdout.flush()
+            pid = os.fork()
+            if pid == 0:  # a gunicorn worker leaves with sys.exit, running exit handlers
+                sys.exit(0)
+            os.waitpid(pid, 0)
+            assert os.path.isdir(path), "a worker's exit removed the directory"
+            """
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        path = Path(result.stdout.strip())
+        assert path.name.startswith("tacso-things-metrics-")
+        assert not path.exists()
 
 
 class TestOutboxMetrics:
