@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from tacso_shared import correlation
@@ -31,7 +32,10 @@ class ProcessContext(logging.Filter):
         """Annotate ``record`` (never drops one)."""
         record.service = self.service
         record.role = self.role
-        record.correlation_id = correlation.current()
+        cid = correlation.current()
+        record.correlation_id = cid
+        # For the text form: the id when there is one, nothing otherwise.
+        record.correlation_tag = f" [cid={cid}]" if cid else ""
         return True
 
 
@@ -47,12 +51,13 @@ def _formatter(log_format: str) -> logging.Formatter:
     if log_format == "text":
         return logging.Formatter(
             "%(asctime)s %(service)s %(role)s %(process)d %(levelname)s %(name)s: %(message)s"
-            " [cid=%(correlation_id)s]"
+            "%(correlation_tag)s"
         )
     return _JsonLines(
         ["levelname", "service", "role", "process", "name", "message", "correlation_id"],
         rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
         timestamp="time",
+        reserved_attrs=[*RESERVED_ATTRS, "correlation_tag"],
         json_ensure_ascii=False,
     )
 

@@ -150,10 +150,13 @@ class TestLogLines:
         try:
             with correlation.bound("abc"):
                 logging.getLogger("tacso.test").info("hello")
+            logging.getLogger("tacso.test").info("no id")
         finally:
             logging.getLogger().handlers.clear()
         assert " things relay " in stream.getvalue()
-        assert stream.getvalue().rstrip().endswith("tacso.test: hello [cid=abc]")
+        lines = stream.getvalue().splitlines()
+        assert lines[0].endswith("tacso.test: hello [cid=abc]")
+        assert lines[1].endswith("tacso.test: no id"), "no empty [cid=...] without one"
 
     def test_log_format_must_be_json_or_text(self) -> None:
         assert settings(LOG_FORMAT="TEXT").log_format == "text"
