@@ -55,13 +55,16 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
     """What the process logs, as the JSON lines of ``LOG_FORMAT=json``."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
     logs.setup_logging("things", "INFO", "json", role="api")
     stream = io.StringIO()
-    handler = logging.getLogger().handlers[0]
+    handler = root.handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(stream)
     yield stream
-    logging.getLogger().handlers.clear()
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
 
 
 def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -142,9 +145,11 @@ class TestLogLines:
         assert json.loads(log_lines.getvalue())["correlation_id"] == "abc"
 
     def test_text_format_is_one_readable_line(self) -> None:
+        root = logging.getLogger()
+        saved = list(root.handlers)
         logs.setup_logging("things", "INFO", "text", role="relay")
         stream = io.StringIO()
-        handler = logging.getLogger().handlers[0]
+        handler = root.handlers[0]
         assert isinstance(handler, logging.StreamHandler)
         handler.setStream(stream)
         try:
@@ -152,7 +157,7 @@ class TestLogLines:
                 logging.getLogger("tacso.test").info("hello")
             logging.getLogger("tacso.test").info("no id")
         finally:
-            logging.getLogger().handlers.clear()
+            root.handlers[:] = saved
         assert " things relay " in stream.getvalue()
         lines = stream.getvalue().splitlines()
         assert lines[0].endswith("tacso.test: hello [cid=abc]")
