@@ -2,8 +2,9 @@
 
 A ``POST /api/v1/events`` without ``X-Correlation-ID`` gets one generated at the edge; the same id
 is in the events API's log line, the events relay's, each invitation worker line of the fan-out
-(its first page and the next, handed on as a page task), and the ``X-Correlation-ID`` header of
-every mail of that fan-out. ``grep <id>`` over the logs shows the whole path.
+(its first page and the next, handed on as a page task, and one line per SMTP acceptance), and
+the ``X-Correlation-ID`` header of every mail of that fan-out. ``grep <id>`` over the logs shows
+the whole path.
 """
 
 from __future__ import annotations
@@ -118,6 +119,14 @@ def test_one_correlation_id_follows_an_event_from_the_post_to_every_mail(
 
     # Both pages were handled (and logged) under the same id.
     wait_until(worker_pages, timeout=30, message="both pages logged under the correlation id")
+    # And every SMTP acceptance, one line each, under the same id.
+    accepted = [
+        r
+        for r in lines_with(stack, "notify-invitations", cid)
+        if r["message"].endswith("accepted by SMTP")
+    ]
+    assert len(accepted) == audience
+    assert all(r["message"].startswith(f"invitation of event {event_id}:") for r in accepted)
 
 
 def test_a_client_correlation_id_is_kept_all_the_way(

@@ -104,9 +104,14 @@ class _Progress:
     """Collects send results, counts them (``tacso_mails_total``) and writes them to the ledger
     in small batches."""
 
-    def __init__(self, deps: Dependencies, token: str, kind: str, country: str) -> None:
+    def __init__(
+        self, deps: Dependencies, token: str, kind: str, country: str, event_id: str
+    ) -> None:
         self.deps = deps
         self.token = token
+        #: How this fan-out's per-mail log lines start ("invitation of event <id>"; "... for
+        #: event" is the page's summary line, which tests wait for).
+        self.about = f"{kind} of event {event_id}"
         # The counters' children, looked up once per page rather than once per mail.
         self._counted = {
             outcome: metrics.MAILS.labels(kind, country, outcome)
@@ -124,14 +129,19 @@ class _Progress:
         """A delivery failed before it reached SMTP (``suppressed``, or its copy not made)."""
         self.failed.append((delivery_id, reason))
         self._counted[outcome].inc()
+        log.warning("%s: delivery %d %s: %s", self.about, delivery_id, outcome, reason)
 
     def add(self, result: SendResult, recipient: str) -> None:
         if result.outcome == SENT:
             self.sent.append(result.delivery_id)
             self._counted["sent"].inc()
+            # One line per SMTP acceptance, under the event's correlation id: the last step of
+            # its trace. The delivery id leads to the recipient in the ledger (no address here).
+            log.info("%s: delivery %d accepted by SMTP", self.about, result.delivery_id)
         elif result.outcome == FAILED:
             self.failed.append((result.delivery_id, result.reason))
             self._counted["failed"].inc()
+            log.warning("%s: delivery %d failed: %s", self.about, result.delivery_id, result.reason)
             if result.suppress:
                 self.suppress.append((recipient, result.reason))
         elif result.outcome == TRANSIENT:
@@ -286,7 +296,9 @@ def fan_out_page(
             raise SendingPaused(f"could not hand the next page on: {exc}", progress=False) from exc
         deps.ledger.continuation_done(task.chain, next_after)
     prepared = _prepared_for(event, kind, deps)
-    progress = _Progress(deps, str(uuid.uuid4()), kind.value, str(event.country))
+    progress = _Progress(
+        deps, str(uuid.uuid4()), kind.value, str(event.country), str(event.event_id)
+    )
     deps.pool.resume()
     try:
         held = _send_page(event, kind, page, prepared, deps, progress)
@@ -313,7 +325,9 @@ def fan_out(event: EventPublished, kind: MessageKind, deps: Dependencies) -> Fan
     audience = AUDIENCES[kind]
     topics = list(event.topics) if audience.match_topics else []
     prepared = prepare_message(event, kind, deps.sender, deps.domain, correlation.current())
-    progress = _Progress(deps, str(uuid.uuid4()), kind.value, str(event.country))
+    progress = _Progress(
+        deps, str(uuid.uuid4()), kind.value, str(event.country), str(event.event_id)
+    )
     held = 0
     deps.pool.resume()
     try:
