@@ -24,7 +24,9 @@ $(STAMP): shared/pyproject.toml services/*/pyproject.toml devtools/pyproject.tom
 	$(BIN)/pip install --quiet -e shared -e services/registry -e services/events -e services/notify -e devtools -r requirements-dev.txt
 	@touch $(STAMP)
 
+# Also the tools some tests run (promtool, Chromium) when missing: Debian packages, so CI has them.
 install: $(STAMP)
+	@bash tests/ensure_tools.sh
 
 up: $(STAMP)
 	$(BIN)/tacso-stack up
@@ -42,6 +44,7 @@ lint: $(STAMP)
 # the fault suite (tests/faults restarts the local RabbitMQ app once). Prints branch coverage
 # and fails under its floor (fail_under in pyproject.toml).
 test: lint
+	@bash tests/ensure_tools.sh
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 # Tests marked unit (tests/support/fixtures.py decides): no broker, no database server.

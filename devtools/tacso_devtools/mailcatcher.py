@@ -316,7 +316,12 @@ class MailCatcher:
 
 def main() -> None:
     """Run the mail catcher until SIGTERM or SIGINT."""
-    setup_logging("mailcatcher", os.environ.get("LOG_LEVEL", "INFO").upper())
+    setup_logging(
+        "mailcatcher",
+        os.environ.get("LOG_LEVEL", "INFO").upper(),
+        os.environ.get("LOG_FORMAT", "json").lower(),
+        role="mailcatcher",
+    )
     # aiosmtpd logs every SMTP command at INFO; one line per stored mail is enough.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     catcher = MailCatcher(MailCatcherConfig.from_env(os.environ))

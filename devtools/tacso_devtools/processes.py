@@ -86,7 +86,7 @@ PROCESSES: tuple[Process, ...] = (
 )
 
 #: Third-party services a deployment needs besides our processes (not in the manifest).
-INFRASTRUCTURE: frozenset[str] = frozenset({"postgres", "rabbitmq", "mailpit"})
+INFRASTRUCTURE: frozenset[str] = frozenset({"postgres", "rabbitmq", "mailpit", "prometheus"})
 
 
 def by_name(processes: Sequence[Process] = PROCESSES) -> dict[str, Process]:

@@ -47,6 +47,8 @@ def local_env(base: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("SMTP_HOST", "127.0.0.1")
     env.setdefault("SMTP_PORT", env.get("MAILCATCHER_PORT", "1025"))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Read in a terminal, not by a log collector.
+    env.setdefault("LOG_FORMAT", "text")
     # The development key is known to everyone: only this machine may reach the APIs by default.
     env.setdefault("BIND_HOST", "127.0.0.1")
     if not env.get("ADMIN_API_KEY"):

@@ -9,8 +9,10 @@ import click
 from flask import Flask
 
 from tacso_shared.config import CommonSettings, ConfigError, ServiceSettings
+from tacso_shared.logs import set_role, setup_logging
+from tacso_shared.metrics import register_outbox, start_metrics_server
 from tacso_shared.outbox import OutboxRelay
-from tacso_shared.runtime import run_until_signalled, serve, setup_logging
+from tacso_shared.runtime import run_until_signalled, serve
 
 
 class _ServiceGroup(click.Group):
@@ -51,14 +53,16 @@ def service_cli(
         # A missing setting is reported by the command that needs it (so `serve --help` works
         # without one); logging must exist before that.
         try:
-            level = common_settings().log_level
+            settings = common_settings()
+            level, log_format = settings.log_level, settings.log_format
         except ConfigError:
-            level = "INFO"
-        setup_logging(service, level)
+            level, log_format = "INFO", "json"
+        setup_logging(service, level, log_format)
 
     @group.command("migrate")
     def migrate_cmd() -> None:
         """Apply database migrations (safe to run from several replicas at once)."""
+        set_role("migrate")
         prepare(common_settings())
         click.echo(f"{service}: database is up to date")
 
@@ -66,6 +70,7 @@ def service_cli(
     @click.option("--migrate/--no-migrate", default=False, help="Apply migrations first.")
     def serve_cmd(migrate: bool) -> None:
         """Serve the HTTP API with gunicorn."""
+        set_role("api")
         settings = common_settings()
         if migrate:
             prepare(settings)
@@ -77,7 +82,10 @@ def service_cli(
         @group.command("relay")
         def relay_cmd() -> None:
             """Publish the outbox to RabbitMQ until stopped."""
+            set_role("relay")
             relay = relay_factory()
+            register_outbox(service, relay.stats)
+            start_metrics_server(common_settings().metrics_port)
             run_until_signalled(relay.run_forever, relay.stopping.set)
 
     return group

@@ -87,6 +87,10 @@ class CommonSettings:
     access_log: str | None
     log_level: str
     max_content_length: int
+    #: ``LOG_FORMAT``: ``json`` (one object per line) or ``text`` (``make up``).
+    log_format: str = "json"
+    #: ``METRICS_PORT``: where a worker or relay serves its Prometheus metrics (0: nowhere).
+    metrics_port: int = 0
 
     @classmethod
     def load(
@@ -102,6 +106,9 @@ class CommonSettings:
         max_content_length = env_int(env, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH)
         if max_content_length < 1:
             raise ConfigError(f"MAX_CONTENT_LENGTH must be at least 1, got {max_content_length}")
+        log_format = env_str(env, "LOG_FORMAT", "json").lower()
+        if log_format not in ("json", "text"):
+            raise ConfigError(f"LOG_FORMAT must be json or text, got {log_format!r}")
         return cls(
             service=service,
             database_url=env_str(env, f"{prefix}_DATABASE_URL", default_sqlite_url(service, env)),
@@ -119,6 +126,8 @@ class CommonSettings:
             access_log=env.get("ACCESS_LOG") or None,
             log_level=env_str(env, "LOG_LEVEL", "INFO").upper(),
             max_content_length=max_content_length,
+            log_format=log_format,
+            metrics_port=env_int(env, "METRICS_PORT", 0),
         )
 
 

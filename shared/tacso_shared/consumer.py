@@ -27,6 +27,7 @@ from kombu import Connection, Consumer
 from kombu.exceptions import OperationalError
 from kombu.message import Message
 
+from tacso_shared import correlation, metrics
 from tacso_shared.contracts import load_data
 from tacso_shared.envelope import Envelope, PoisonMessage, parse_envelope
 from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
@@ -133,6 +134,11 @@ class QueueWorker:
             self._outcomes.put(outcome)
 
     def _handle(self, delivery: _Delivery) -> _Outcome:
+        # Every line logged while this message is handled carries its correlation id.
+        with correlation.bound(delivery.message.properties.get("correlation_id")):
+            return self._handle_bound(delivery)
+
+    def _handle_bound(self, delivery: _Delivery) -> _Outcome:
         name = delivery.work_queue.name
         try:
             envelope = parse_envelope(delivery.message.body)
@@ -141,6 +147,8 @@ class QueueWorker:
             return _Outcome(delivery, "dead", str(exc))
         except Exception as exc:  # noqa: BLE001 - whatever the decoder raised, the body is poison
             return _Outcome(delivery, "dead", f"undecodable: {type(exc).__name__}: {exc}"[:1000])
+        if envelope.correlationid is not None:
+            correlation.set_current(envelope.correlationid)
         try:
             self.handler(envelope, data)
         except PoisonMessage as exc:
@@ -164,10 +172,15 @@ class QueueWorker:
         return on_message
 
     def _settle(self, outcome: _Outcome, publisher: ConfirmingPublisher) -> None:
+        with correlation.bound(outcome.delivery.message.properties.get("correlation_id")):
+            self._settle_bound(outcome, publisher)
+
+    def _settle_bound(self, outcome: _Outcome, publisher: ConfirmingPublisher) -> None:
         message = outcome.delivery.message
         work_queue = outcome.delivery.work_queue
         if outcome.action == "ack":
             message.ack()
+            metrics.MESSAGES_HANDLED.labels(work_queue.name).inc()
             return
         headers = dict(message.headers or {})
         try:
@@ -183,6 +196,7 @@ class QueueWorker:
             delay = self.retry_delays[attempt - 1]
             headers[ATTEMPT_HEADER] = attempt + 1
             target = (retry_queue_name(delay), work_queue.name)
+            metrics.MESSAGES_RETRIED.labels(work_queue.name).inc()
         else:
             if outcome.action == "retry":
                 outcome = _Outcome(
@@ -192,6 +206,7 @@ class QueueWorker:
             headers["x-tacso-dead-lettered-at"] = datetime.now(UTC).isoformat()
             headers["x-tacso-queue"] = work_queue.name
             target = (DEAD_LETTER_EXCHANGE.name, work_queue.dead_letter_name)
+            metrics.MESSAGES_DEAD_LETTERED.labels(work_queue.name).inc()
             log.error(
                 "%s: dead-lettering %s: %s",
                 work_queue.name,

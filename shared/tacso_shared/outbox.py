@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from tacso_shared import correlation
 from tacso_shared.config import CommonSettings
 from tacso_shared.contracts import CONTRACTS
 from tacso_shared.db import UTCDateTime
@@ -133,6 +134,21 @@ class OutboxRelay:
                 ).scalar_one()
             )
 
+    def stats(self) -> tuple[int, float | None]:
+        """How many messages wait to be published, and the age in seconds of the oldest."""
+        t = self._table
+        with self._engine.connect() as conn:
+            count, oldest = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(t.c.created_at)).where(
+                    t.c.published_at.is_(None)
+                )
+            ).one()
+        if oldest is None:
+            return int(count), None
+        if isinstance(oldest, str) or oldest.tzinfo is None:  # SQLite keeps no zone: UTC
+            oldest = datetime.fromisoformat(str(oldest)).replace(tzinfo=UTC)
+        return int(count), max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+
     def run_once(self) -> int:
         """Publish one batch of pending rows; return how many were confirmed."""
         t = self._table
@@ -165,6 +181,16 @@ class OutboxRelay:
                 confirmed, error = [], str(exc)
                 self.last_error = error
             now = datetime.now(UTC)
+            by_id = {r.id: r for r in rows}
+            for message_id in confirmed:
+                # One line per message, under its correlation id: the relay's step in its trace.
+                with correlation.bound(by_id[message_id].correlation_id):
+                    log.info(
+                        "published %s %s (%s)",
+                        by_id[message_id].message_type,
+                        message_id,
+                        by_id[message_id].routing_key,
+                    )
             if confirmed:
                 conn.execute(
                     t.update()

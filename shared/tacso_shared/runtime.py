@@ -1,17 +1,21 @@
-"""Running a service's processes: logging, gunicorn for the API, signals for workers and relays."""
+"""Running a service's processes: gunicorn for the API, signals for workers and relays."""
 
 from __future__ import annotations
 
 import logging
 import signal
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
+from tacso_shared import metrics
 from tacso_shared.config import CommonSettings
+from tacso_shared.logs import route_to_root, setup_logging
+
+__all__ = ["gunicorn_options", "run_until_signalled", "serve", "setup_logging"]
 
 #: gunicorn's own limits on the request line and on one header line, set above werkzeug's so
 #: that an oversized request reaches the app and is answered in the APIs' JSON error shape
@@ -20,14 +24,12 @@ GUNICORN_LIMIT_REQUEST_LINE = 8190
 GUNICORN_LIMIT_REQUEST_FIELD_SIZE = 16380
 
 
-def setup_logging(service: str, level: str = "INFO") -> None:
-    """One line per record, with the service name, at ``level`` (the ``LOG_LEVEL`` setting)."""
-    logging.basicConfig(
-        level=level,
-        format=f"%(asctime)s {service} %(process)d %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("amqp").setLevel(logging.WARNING)
+class _GunicornLogger(Logger):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's logger, writing through the process's handler (JSON or text) like all else."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        route_to_root(self.error_log, self.access_log)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -57,11 +59,17 @@ def gunicorn_options(settings: CommonSettings) -> dict[str, Any]:
         "preload_app": False,
         "limit_request_line": GUNICORN_LIMIT_REQUEST_LINE,
         "limit_request_field_size": GUNICORN_LIMIT_REQUEST_FIELD_SIZE,
+        "logger_class": _GunicornLogger,
+        "child_exit": lambda _server, worker: metrics.mark_worker_dead(worker.pid),
     }
 
 
 def serve(factory: Callable[[], Flask], settings: CommonSettings) -> None:
-    """Serve the app from ``factory`` with gunicorn (each worker builds its own app)."""
+    """Serve the app from ``factory`` with gunicorn (each worker builds its own app).
+
+    The workers share one fresh Prometheus multiprocess directory, removed when gunicorn exits.
+    """
+    metrics.remove_at_exit(metrics.prepare_multiprocess(settings.service))
     _Gunicorn(factory, gunicorn_options(settings)).run()
 
 

@@ -34,7 +34,9 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from tacso_shared.apidocs import add_api_docs
 from tacso_shared.config import CommonSettings
+from tacso_shared.instrumentation import instrument_app
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +222,6 @@ def configure_app(app: Flask, title: str, version: str, settings: CommonSettings
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         ADMIN_API_KEY=settings.admin_api_key,
         # werkzeug enforces it too while reading, which covers bodies sent without a length.
         MAX_CONTENT_LENGTH=settings.max_content_length,
@@ -229,6 +229,9 @@ def configure_app(app: Flask, title: str, version: str, settings: CommonSettings
     )
     api = Api(app)
     api.spec.components.security_scheme(SECURITY_SCHEME, {"type": "http", "scheme": "bearer"})
+    # First, so that a request refused by the checks below still has its id, metrics and log.
+    instrument_app(app, settings.service)
+    add_api_docs(app, title)
     app.before_request(_check_request_head)
 
     @app.errorhandler(MethodNotAllowed)

@@ -98,6 +98,7 @@ build "$PYTHON_TAG" "$PYCTX/python" & pids+=($!)
 build "$(image_of rabbitmq)" "$HERE/standins/rabbitmq" & pids+=($!)
 build "$(image_of postgres)" "$HERE/standins/postgres" & pids+=($!)
 build "$(image_of axllent/mailpit)" "$MPCTX" & pids+=($!)
+build "$(image_of prom/prometheus)" "$HERE/standins/prometheus" & pids+=($!)
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 rm -rf "$PYCTX" "$(dirname "$MPCTX")"

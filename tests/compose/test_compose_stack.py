@@ -3,7 +3,8 @@ through its published ports only, as an operator's client would.
 
 - a BA event reaches exactly the right CSOs and media (counted in the mail catcher's API);
 - three invitation workers share the queue and send nothing twice;
-- the invitation workers are killed and restarted in the middle of a fan-out: nothing is lost.
+- the invitation workers are killed and restarted in the middle of a fan-out: nothing is lost;
+- Prometheus scrapes every process (all targets up) and sees the mail counters move.
 
 The compose file is used unchanged: the harness only sets its variables (test secrets, free host
 ports, short retry delays and health-check interval, an image tag of its own) and a project name,
@@ -38,6 +39,7 @@ LONG_RUNNING = (
     "postgres",
     "rabbitmq",
     "mailpit",
+    "prometheus",
     "registry",
     "registry-relay",
     "events",
@@ -78,7 +80,14 @@ class ComposeStack(ApiClient):
         self.cmd = compose_command()
         self.ports = {
             name: free_port()
-            for name in ("registry", "events", "notify", "mailpit", "rabbitmq_management")
+            for name in (
+                "registry",
+                "events",
+                "notify",
+                "mailpit",
+                "rabbitmq_management",
+                "prometheus",
+            )
         }
         self.env = {k: os.environ[k] for k in PASSED_THROUGH if k in os.environ}
         self.env.update(
@@ -103,6 +112,7 @@ class ComposeStack(ApiClient):
                 "NOTIFY_PUBLISHED_PORT": str(self.ports["notify"]),
                 "MAILPIT_UI_PORT": str(self.ports["mailpit"]),
                 "RABBITMQ_MANAGEMENT_PORT": str(self.ports["rabbitmq_management"]),
+                "PROMETHEUS_PORT": str(self.ports["prometheus"]),
             }
         )
         super().__init__(
@@ -260,6 +270,22 @@ class ComposeStack(ApiClient):
         consumers: int = response.json()["consumers"]
         return consumers
 
+    # ---- Prometheus (its HTTP API) ----------------------------------------------------------
+    def targets(self) -> list[dict[str, Any]]:
+        response = requests.get(self.url("prometheus", "/api/v1/targets"), timeout=30)
+        response.raise_for_status()
+        active: list[dict[str, Any]] = response.json()["data"]["activeTargets"]
+        return active
+
+    def query(self, promql: str) -> float:
+        """The value of an instant query that yields one number (0 when it yields nothing)."""
+        response = requests.get(
+            self.url("prometheus", "/api/v1/query"), params={"query": promql}, timeout=30
+        )
+        response.raise_for_status()
+        result = response.json()["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
 
 def recipients(messages: list[dict[str, Any]]) -> list[str]:
     return sorted(to["Address"] for m in messages for to in m["To"])
@@ -400,3 +426,46 @@ def test_restarting_the_invitation_workers_mid_fan_out_loses_nothing(
         # The documented window: mail accepted in the last <= 50 messages / 0.5 s before a
         # crash may go out again (per SMTP connection). Nothing else may.
         assert duplicates <= 50 * 4, f"{duplicates} invitations sent twice"
+
+
+#: Every process Prometheus must scrape (its ``process`` label), the APIs included.
+SCRAPED = {
+    "registry",
+    "events",
+    "notify",
+    "registry-relay",
+    "events-relay",
+    "notify-invitations",
+    "notify-press-notices",
+    "rabbitmq",
+    "prometheus",
+}
+
+
+@pytest.mark.timeout(900)
+def test_prometheus_scrapes_every_process_and_sees_the_mail_counters_move(
+    compose: ComposeStack,
+) -> None:
+    def all_up() -> bool:
+        targets = compose.targets()
+        health = {t["labels"].get("process"): t["health"] for t in targets}
+        return health.keys() >= SCRAPED and all(t["health"] == "up" for t in targets)
+
+    wait_until(all_up, timeout=120, interval=2, message="every Prometheus target up")
+    sent = 'sum(tacso_mails_total{kind="invitation",country="ME",outcome="sent"})'
+    before = compose.query(sent)
+    compose.register_many(3, "cso", "ME", ["youth"], "metrics-me")
+
+    event = compose.publish_event("ME", ["youth"])
+
+    compose.wait_all_sent(event["id"], "invitation", 3)
+    # Scraped every 15 s: the counter shows the three mails within a few scrapes.
+    wait_until(
+        lambda: compose.query(sent) >= before + 3,
+        timeout=90,
+        interval=3,
+        message="tacso_mails_total counted the three invitations",
+    )
+    assert compose.query('sum(tacso_http_requests_total{process="events",status="201"})') >= 1
+    assert compose.query('max(tacso_outbox_pending_messages{service="events"})') == 0
+    assert compose.query('rabbitmq_queue_consumers{queue="notify.invitations.ME"}') >= 1

@@ -13,6 +13,7 @@ from email.parser import BytesParser
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from support.messages import event_published
 from tacso_notify.audience import AudienceUnavailable
@@ -350,6 +351,28 @@ class TestFanOut:
         assert total == 8
         assert sorted({d.revision for d in items}) == [1, 2]
         assert ledger.counts("ev-1") == {"invitation": {SENT: 8}}
+
+
+class TestMailMetrics:
+    def test_mails_are_counted_sent_failed_and_suppressed_by_kind_and_country(
+        self, ledger: DeliveryLedger, deps_for: DepsFactory
+    ) -> None:
+        def count(outcome: str) -> float:
+            value = REGISTRY.get_sample_value(
+                "tacso_mails_total",
+                {"kind": "invitation", "country": "BA", "outcome": outcome},
+            )
+            return value or 0.0
+
+        before = {o: count(o) for o in ("sent", "failed", "suppressed")}
+        mailer = FakeMailer()
+        mailer.refused_for_good["cso1@example.org"] = "550 5.1.1 mailbox does not exist"
+        deps = deps_for(FakeDirectory(recipients(3)), mailer)
+        fan_out(make_event(), INVITATION, deps)
+        fan_out(make_event(event_id="ev-2"), INVITATION, deps)
+
+        after = {o: count(o) - before[o] for o in before}
+        assert after == {"sent": 4.0, "failed": 1.0, "suppressed": 1.0}
 
 
 class TestDeliveryLedger:

@@ -11,6 +11,7 @@ import pytest
 
 from support.smtp import RecordingSMTPServer
 from tacso_notify.mailer import PermanentSendError, SmtpMailer, SmtpSettings, TransientSendError
+from tacso_shared.metrics import SMTP_CONNECTION_ERRORS
 
 MAIL_FROM = "events@tacso.example"
 
@@ -169,6 +170,16 @@ class TestServerOutages:
 
         with pytest.raises(TransientSendError, match="unreachable"):
             mailer.send(MAIL_FROM, "a@example.org", message_to("a@example.org"))
+
+    def test_a_failed_connection_is_counted(self, smtp_server: RecordingSMTPServer) -> None:
+        smtp_server.stop()
+        mailer = SmtpMailer(SmtpSettings(host=smtp_server.host, port=smtp_server.port, timeout=5))
+        before = SMTP_CONNECTION_ERRORS._value.get()
+
+        with pytest.raises(TransientSendError):
+            mailer.send(MAIL_FROM, "a@example.org", message_to("a@example.org"))
+
+        assert SMTP_CONNECTION_ERRORS._value.get() == before + 1
 
     def test_reconnects_after_the_server_restarted(
         self, mailer: CountingMailer, smtp_server: RecordingSMTPServer

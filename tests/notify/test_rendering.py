@@ -490,3 +490,23 @@ class TestCalendar:
         attached = self.attached()
         assert content_lines(alone) == content_lines(attached)
         assert b"UID:event-ev-42@tacso.example" in content_lines(alone)
+
+
+class TestCorrelationId:
+    def test_every_copy_carries_the_correlation_id_of_its_event(self) -> None:
+        prepared = prepare_message(
+            make_event(), MessageKind.INVITATION, SENDER, DOMAIN, correlation_id="req-1"
+        )
+        for who in (recipient(), recipient(organisation_id="org-8", email="b@zdravo.example")):
+            assert parse(prepared.for_recipient(who))["X-Correlation-ID"] == "req-1"
+
+    def test_a_message_without_one_has_no_such_header(self) -> None:
+        assert render()["X-Correlation-ID"] is None
+
+    def test_a_forged_id_never_reaches_a_header(self) -> None:
+        prepared = prepare_message(
+            make_event(), MessageKind.INVITATION, SENDER, DOMAIN, correlation_id="a\r\nBcc: x@y"
+        )
+        message = parse(prepared.for_recipient(recipient()))
+        assert message["Bcc"] is None
+        assert "\n" not in message["X-Correlation-ID"]

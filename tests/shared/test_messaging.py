@@ -13,10 +13,12 @@ import pika
 import pytest
 import sqlalchemy as sa
 from kombu import Connection
+from prometheus_client import REGISTRY
 
 from support.infra import amqp_url_via
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_until
+from tacso_shared import correlation
 from tacso_shared.consumer import QueueWorker, TransientError
 from tacso_shared.contracts import ORGANISATION_REGISTERED
 from tacso_shared.db import make_engine
@@ -264,6 +266,42 @@ class TestQueueWorker:
         assert len(handler.calls) == 3
         props, _ = get_one(amqp_url, work_queue.dead_letter_name)
         assert "gave up after 3 attempts" in props.headers["x-tacso-reason"]
+
+
+class TestObservability:
+    def test_handled_retried_and_dead_lettered_messages_are_counted_per_queue(
+        self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
+    ) -> None:
+        def count(name: str) -> float:
+            return REGISTRY.get_sample_value(name, {"queue": work_queue.name}) or 0.0
+
+        names = (
+            "tacso_messages_handled_total",
+            "tacso_messages_retried_total",
+            "tacso_messages_dead_lettered_total",
+        )
+        before = {name: count(name) for name in names}
+        handler = _Recorder(fail_times=1)
+        run_worker(work_queue, handler, (1, 1))
+        publish(amqp_url, work_queue, message(org_envelope(6)), message(org_envelope(7), b"[]"))
+        wait_until(lambda: count(names[0]) - before[names[0]] == 1, timeout=15)
+        wait_until(lambda: count(names[2]) - before[names[2]] == 1, timeout=15)
+        assert count(names[1]) - before[names[1]] == 1
+
+    def test_the_handler_runs_under_the_messages_correlation_id(
+        self, amqp_url: str, work_queue: WorkQueue, run_worker: Any
+    ) -> None:
+        seen: list[str | None] = []
+        run_worker(work_queue, lambda envelope, data: seen.append(correlation.current()))
+        env = Envelope(
+            type=ORGANISATION_REGISTERED,
+            source="/test",
+            data=org_envelope(8).data,
+            correlationid="trace-8",
+        )
+        publish(amqp_url, work_queue, message(env))
+        wait_until(lambda: seen == ["trace-8"], timeout=10)
+        assert correlation.current() is None
 
 
 class TestConnectionLoss:

@@ -13,6 +13,8 @@ from tacso_notify.bounces import NotAMessage, ingest_bounce
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_shared.cli import service_cli
 from tacso_shared.deadletters import list_dead_letters, replay_dead_letters
+from tacso_shared.logs import set_role
+from tacso_shared.metrics import start_metrics_server
 from tacso_shared.runtime import run_until_signalled
 from tacso_shared.vocabulary import COUNTRIES
 
@@ -47,7 +49,10 @@ def worker_cmd(queue: str, countries: str) -> None:
         raise click.BadParameter(f"unknown countries {unknown}", param_hint="--countries")
     from tacso_notify.workers import build_worker  # only a worker process needs the machinery
 
-    worker = build_worker(bootstrap(), queue, chosen)
+    set_role("worker")
+    notify = bootstrap()
+    start_metrics_server(notify.settings.common.metrics_port)
+    worker = build_worker(notify, queue, chosen)
     run_until_signalled(worker.run, worker.stop)
 
 

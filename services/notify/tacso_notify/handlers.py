@@ -23,6 +23,7 @@ from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import PreparedMessage, prepare_message
 from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
 from tacso_notify.tasks import PageTask
+from tacso_shared import correlation, metrics
 from tacso_shared.consumer import Handler, Requeue, TransientError
 from tacso_shared.contracts import EVENT_PUBLISHED, EventPublished, load_data
 from tacso_shared.envelope import Envelope, PoisonMessage, parse_envelope
@@ -35,6 +36,8 @@ PREPARED_CACHE_SIZE = 64
 
 #: The rendered message of one event and kind in a recipient's language.
 Rendered = Callable[[str], PreparedMessage]
+#: (event id, revision, kind, language, correlation id) of a rendered message.
+RenderKey = tuple[str, int, str, str, str | None]
 
 
 @dataclass(frozen=True)
@@ -100,15 +103,26 @@ class Dependencies:
     #: it (tests, tools) a handler serves the whole audience in one pass instead.
     hand_on: Callable[[PageTask], None] | None = None
     #: Messages rendered for recent (event, revision, kind): pages of one event reuse them.
-    prepared: dict[tuple[str, int, str, str], PreparedMessage] = field(default_factory=dict)
+    prepared: dict[RenderKey, PreparedMessage] = field(default_factory=dict)
 
 
 class _Progress:
-    """Collects send results and writes them to the ledger in small batches."""
+    """Collects send results, counts them (``tacso_mails_total``) and writes them to the ledger
+    in small batches."""
 
-    def __init__(self, deps: Dependencies, token: str) -> None:
+    def __init__(
+        self, deps: Dependencies, token: str, kind: str, country: str, event_id: str
+    ) -> None:
         self.deps = deps
         self.token = token
+        #: How this fan-out's per-mail log lines start ("invitation of event <id>"; "... for
+        #: event" is the page's summary line, which tests wait for).
+        self.about = f"{kind} of event {event_id}"
+        # The counters' children, looked up once per page rather than once per mail.
+        self._counted = {
+            outcome: metrics.MAILS.labels(kind, country, outcome)
+            for outcome in ("sent", "failed", "suppressed")
+        }
         self.result = FanOutResult()
         self.sent: list[int] = []
         self.failed: list[tuple[int, str]] = []
@@ -117,11 +131,23 @@ class _Progress:
         self.transient_reason: str | None = None
         self.last_flush = self.last_renew = time.monotonic()
 
+    def fail(self, delivery_id: int, reason: str, outcome: str = "failed") -> None:
+        """A delivery failed before it reached SMTP (``suppressed``, or its copy not made)."""
+        self.failed.append((delivery_id, reason))
+        self._counted[outcome].inc()
+        log.warning("%s: delivery %d %s: %s", self.about, delivery_id, outcome, reason)
+
     def add(self, result: SendResult, recipient: str) -> None:
         if result.outcome == SENT:
             self.sent.append(result.delivery_id)
+            self._counted["sent"].inc()
+            # One line per SMTP acceptance, under the event's correlation id: the last step of
+            # its trace. The delivery id leads to the recipient in the ledger (no address here).
+            log.info("%s: delivery %d accepted by SMTP", self.about, result.delivery_id)
         elif result.outcome == FAILED:
             self.failed.append((result.delivery_id, result.reason))
+            self._counted["failed"].inc()
+            log.warning("%s: delivery %d failed: %s", self.about, result.delivery_id, result.reason)
             if result.suppress:
                 self.suppress.append((recipient, result.reason))
         elif result.outcome == TRANSIENT:
@@ -202,13 +228,13 @@ def _send_page(
             recipient = by_org[organisation_id]
             if recipient.email in suppressed:
                 reason = f"suppressed: {suppressed[recipient.email]}"
-                progress.failed.append((delivery_id, reason))
+                progress.fail(delivery_id, reason, "suppressed")
                 continue
             if deps.stopping.is_set() or deps.pool.halted:
                 break
             job = _job_for(delivery_id, recipient, prepared, deps.sender)
             if isinstance(job, str):
-                progress.failed.append((delivery_id, job))
+                progress.fail(delivery_id, job)
                 continue
             addresses[delivery_id] = recipient.email
             deps.pool.submit(job)
@@ -238,15 +264,20 @@ def _rendered(
     event: EventPublished,
     kind: MessageKind,
     deps: Dependencies,
-    cache: dict[tuple[str, int, str, str], PreparedMessage],
+    cache: dict[RenderKey, PreparedMessage],
 ) -> Rendered:
-    """The message of ``kind`` for this event revision in a language, rendered once per worker."""
+    """The message of ``kind`` for this event revision in a language, rendered once per worker.
+
+    It carries the correlation id of the message being handled (an operator's re-send has its
+    own), so that id is part of the key, with the language.
+    """
 
     def prepared(language: str) -> PreparedMessage:
-        key = (event.event_id, event.revision, kind.value, language_of(language))
+        cid = correlation.current()
+        key = (event.event_id, event.revision, kind.value, language_of(language), cid)
         message = cache.get(key)
         if message is None:
-            message = prepare_message(event, kind, deps.sender, deps.domain, key[3])
+            message = prepare_message(event, kind, deps.sender, deps.domain, key[3], cid)
             if len(cache) >= PREPARED_CACHE_SIZE:
                 cache.pop(next(iter(cache)))
             cache[key] = message
@@ -292,7 +323,9 @@ def fan_out_page(
             raise SendingPaused(f"could not hand the next page on: {exc}", progress=False) from exc
         deps.ledger.continuation_done(task.chain, next_after)
     prepared = _rendered(event, kind, deps, deps.prepared)
-    progress = _Progress(deps, token=str(uuid.uuid4()))
+    progress = _Progress(
+        deps, str(uuid.uuid4()), kind.value, str(event.country), str(event.event_id)
+    )
     deps.pool.resume()
     try:
         held = _send_page(event, kind, page, prepared, deps, progress)
@@ -313,7 +346,9 @@ def fan_out(event: EventPublished, kind: MessageKind, deps: Dependencies) -> Fan
     topics = list(event.topics) if audience.match_topics else []
     # A pass of its own renders afresh (an operator's re-send may follow a changed template).
     prepared = _rendered(event, kind, deps, {})
-    progress = _Progress(deps, token=str(uuid.uuid4()))
+    progress = _Progress(
+        deps, str(uuid.uuid4()), kind.value, str(event.country), str(event.event_id)
+    )
     held = 0
     deps.pool.resume()
     try:
@@ -395,6 +430,7 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
             )
         else:
             raise PoisonMessage(f"{envelope.type} is not a message for the {kind.value} worker")
+        started = time.perf_counter()
         try:
             if deps.hand_on is None:
                 result = fan_out(event, kind, deps)
@@ -406,6 +442,8 @@ def make_handler(kind: MessageKind, deps: Dependencies) -> Handler:
             raise TransientError(str(exc)) from exc
         except Interrupted as exc:
             raise Requeue(str(exc)) from exc
+        finally:
+            metrics.FANOUT_DURATION.labels(kind.value).observe(time.perf_counter() - started)
         log.info(
             "%s for event %s rev %s page %d (%s): %d sent, %d failed, %d already done",
             kind.value,

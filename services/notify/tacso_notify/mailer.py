@@ -10,6 +10,8 @@ import ssl
 from dataclasses import dataclass
 from typing import Protocol
 
+from tacso_shared import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -132,10 +134,12 @@ class SmtpMailer:
             try:
                 self._smtp = self._connect()
             except smtplib.SMTPResponseException as exc:
+                metrics.SMTP_CONNECTION_ERRORS.inc()
                 raise TransientSendError(
                     f"SMTP connect refused: {exc.smtp_code} {exc.smtp_error!r}"
                 ) from exc
             except (OSError, smtplib.SMTPException) as exc:
+                metrics.SMTP_CONNECTION_ERRORS.inc()
                 raise TransientSendError(f"SMTP server unreachable: {exc}") from exc
         return self._smtp
 

@@ -39,7 +39,8 @@ def resend_failed(notify: Notify, event_id: str, queues: Sequence[str]) -> Resen
     snapshot = notify.ledger.latest_snapshot(event_id)
     if snapshot is None:
         raise NeverReceived(event_id)
-    country = str(parse_envelope(snapshot.envelope).data["country"])
+    published = parse_envelope(snapshot.envelope)
+    country = str(published.data["country"])
     reopened = 0
     messages: list[OutgoingMessage] = []
     for queue in queues:
@@ -56,7 +57,9 @@ def resend_failed(notify: Notify, event_id: str, queues: Sequence[str]) -> Resen
                 country=country,
                 chain=f"resend-{uuid.uuid4()}:{mail_kind}",
             )
-            messages.append(page_task_message(task, QUEUE_FAMILIES[queue].queue_for(country).name))
+            # Under the event's correlation id: one grep still finds every mail about it.
+            queue_name = QUEUE_FAMILIES[queue].queue_for(country).name
+            messages.append(page_task_message(task, queue_name, published.correlationid))
     if messages:
         with connect(notify.settings.common.amqp_url) as connection:
             confirmed = ConfirmingPublisher(connection).publish_batch(messages)

@@ -42,6 +42,7 @@ from tacso_notify.i18n import (
     language_of,
     translations,
 )
+from tacso_shared import correlation
 from tacso_shared.contracts import EventPublished, Venue
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
 
@@ -238,8 +239,13 @@ def prepare_message(
     sender: Sender,
     domain: str = "tacso.local",
     language: str = DEFAULT_LANGUAGE,
+    correlation_id: str | None = None,
 ) -> PreparedMessage:
-    """Render ``kind`` for ``event`` in ``language`` once; ``for_recipient`` personalises it."""
+    """Render ``kind`` for ``event`` in ``language`` once; ``for_recipient`` personalises it.
+
+    ``correlation_id``: the id of the request that published the event, set as
+    ``X-Correlation-ID`` on every copy so a mail can be traced back through the logs.
+    """
     kind = MessageKind(kind)
     language = language_of(language)
     title = " ".join(event.text_in(language).title.split())
@@ -257,6 +263,9 @@ def prepare_message(
     template["X-TACSO-Event-Id"] = str(event.event_id)
     template["X-TACSO-Revision"] = str(event.revision)
     template["X-TACSO-Kind"] = kind.value
+    if correlation_id is not None:
+        # Through accept(): a forged id (line breaks, say) never reaches a header.
+        template[correlation.HEADER] = correlation.accept(correlation_id)
     calendar = (
         build_calendar(event, domain, sender=sender, language=language).decode("utf-8")
         if kind is MessageKind.INVITATION

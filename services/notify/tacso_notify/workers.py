@@ -16,6 +16,7 @@ from tacso_notify.mailer import SmtpMailer
 from tacso_notify.sending import SenderPool
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
+from tacso_shared import correlation
 from tacso_shared.consumer import QueueWorker
 from tacso_shared.messaging import SyncPublisher
 
@@ -37,7 +38,11 @@ def build_worker(
 
     def hand_on(task: PageTask) -> None:
         # Straight to the back of the same country queue: any worker of the family takes it.
-        publisher.publish([page_task_message(task, family.queue_for(task.country).name)])
+        # The next page carries the id of the request that published the event.
+        message = page_task_message(
+            task, family.queue_for(task.country).name, correlation_id=correlation.current()
+        )
+        publisher.publish([message])
 
     deps = Dependencies(
         ledger=notify.ledger,

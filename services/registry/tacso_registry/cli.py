@@ -9,6 +9,7 @@ from tacso_registry.bootstrap import apply_migrations, bootstrap, load_settings
 from tacso_registry.seed import seed_organisations
 from tacso_shared.cli import service_cli
 from tacso_shared.db import transaction
+from tacso_shared.logs import set_role
 
 cli = service_cli(
     "registry",
@@ -22,6 +23,7 @@ cli = service_cli(
 @cli.command("seed")
 def seed_cmd() -> None:
     """Add the TACSO offices and Resource Centres of the seven countries (idempotent)."""
+    set_role("seed")
     registry = bootstrap()
     with transaction(registry.sessions) as session:
         added = seed_organisations(session)
