@@ -23,7 +23,12 @@ from tacso_shared.config import CommonSettings
 from tacso_shared.contracts import CONTRACTS, dump_data
 from tacso_shared.db import UTCDateTime
 from tacso_shared.envelope import Envelope
-from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
+from tacso_shared.messaging import (
+    ConfirmingPublisher,
+    OutgoingMessage,
+    connect,
+    ensure_connected,
+)
 from tacso_shared.topology import declare_topology
 
 log = logging.getLogger(__name__)
@@ -111,6 +116,7 @@ class OutboxRelay:
     def _ensure_publisher(self) -> ConfirmingPublisher:
         if self._publisher is None:
             self._connection = connect(self._amqp_url, heartbeat=0)
+            ensure_connected(self._connection)
             declare_topology(self._connection)
             self._publisher = ConfirmingPublisher(self._connection)
         return self._publisher

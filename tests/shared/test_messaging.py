@@ -21,7 +21,12 @@ from tacso_shared.consumer import QueueWorker, TransientError
 from tacso_shared.contracts import ORGANISATION_REGISTERED
 from tacso_shared.db import make_engine
 from tacso_shared.envelope import Envelope
-from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage
+from tacso_shared.messaging import (
+    ConfirmingPublisher,
+    OutgoingMessage,
+    SyncPublisher,
+    broker_reachable,
+)
 from tacso_shared.outbox import OutboxRelay, enqueue, outbox_table
 from tacso_shared.topology import WorkQueue, declare_topology
 
@@ -322,4 +327,83 @@ class TestConnectionLoss:
         finally:
             worker.stop()
             thread.join(timeout=15)
+        assert not thread.is_alive()
+
+
+def failover_url(amqp_url: str, *ports: int) -> str:
+    """``AMQP_URL`` for a cluster whose nodes listen on ``ports`` (kombu's ``;`` failover list)."""
+    return ";".join(amqp_url_via(amqp_url, "127.0.0.1", port) for port in ports)
+
+
+class TestFailover:
+    """``AMQP_URL`` may list several nodes: every connection moves on to the next that answers.
+
+    Two TCP proxies in front of the local broker stand for two nodes of a cluster; port 9
+    (nothing listens on it here) for a node that is down.
+    """
+
+    def test_the_broker_is_reachable_while_any_node_answers(self, amqp_url: str) -> None:
+        assert broker_reachable(failover_url(amqp_url, 9, 5672))
+        assert broker_reachable(failover_url(amqp_url, 9, 9, 5672))
+        assert not broker_reachable(failover_url(amqp_url, 9, 9))
+
+    def test_a_relay_publishes_through_the_next_node_when_one_is_down(
+        self, tmp_path: Path, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (1,), [work_queue])
+        engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        metadata = sa.MetaData()
+        table = outbox_table(metadata)
+        metadata.create_all(engine)
+        with engine.begin() as conn, sa.orm.Session(bind=conn) as session:
+            for n in range(20):
+                enqueue(session, table, org_envelope(n))
+        # Whichever node the shuffle tries first, the down one is skipped.
+        for _ in range(3):
+            relay = OutboxRelay(engine, table, failover_url(amqp_url, 9, 9, 5672), batch_size=5)
+            assert relay.run_once() == 5, relay.last_error
+            relay.stopping.set()
+            relay.run_forever()  # returns at once: closes its connection
+        assert relay.pending_count() == 5
+        wait_until(lambda: depth(amqp_url, work_queue.name) == 15, timeout=10)
+
+    def test_a_sync_publisher_publishes_through_the_next_node(
+        self, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (1,), [work_queue])
+        publisher = SyncPublisher(failover_url(amqp_url, 9, 5672))
+        try:
+            publisher.publish([message(org_envelope(n)) for n in range(3)])
+        finally:
+            publisher.close()
+        wait_until(lambda: depth(amqp_url, work_queue.name) == 3, timeout=10)
+
+    def test_a_worker_moves_to_another_node_when_its_node_goes_away(
+        self, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        handler = _Recorder()
+        with TcpProxy("127.0.0.1", 5672) as node_a, TcpProxy("127.0.0.1", 5672) as node_b:
+            url = failover_url(amqp_url, node_a.port, node_b.port)
+            worker = QueueWorker(url, work_queue, handler, (1,))
+            thread = threading.Thread(target=worker.run, daemon=True)
+            thread.start()
+            try:
+                first = org_envelope(20)
+                publish(amqp_url, work_queue, message(first))
+                wait_until(lambda: handler.calls == [first.id], timeout=10)
+                wait_until(lambda: unacked(amqp_url, work_queue.name) == 0, timeout=10)
+                node, other = (node_a, node_b) if node_a.active_connections else (node_b, node_a)
+                connected = (node.active_connections, other.active_connections)
+                assert connected[0] > 0 and connected[1] == 0, connected
+                node.stop()  # the node is gone: its connections reset, new ones refused
+                second = org_envelope(21)
+                publish(amqp_url, work_queue, message(second))
+                wait_until(lambda: handler.calls == [first.id, second.id], timeout=20)
+                assert other.active_connections, "the worker reconnected to the other node"
+                assert thread.is_alive()
+            finally:
+                worker.stop()
+                thread.join(timeout=15)
         assert not thread.is_alive()
