@@ -15,6 +15,7 @@ from tacso_notify.cli import cli
 from tacso_shared.topology import (
     INVITATIONS,
     PRESS_NOTICES,
+    UNROUTED_QUEUE,
     WorkQueue,
     declare_topology,
     retry_queue,
@@ -88,3 +89,33 @@ def test_the_worker_command_refuses_an_unknown_country() -> None:
         cli, ["worker", "--queue", "invitations", "--countries", "BA,FR"]
     )
     assert result.exit_code != 0 and "FR" in result.output
+
+
+class TestQuorumEverywhere:
+    """Every queue is a quorum queue, so a cluster keeps them all with one node down."""
+
+    def test_retry_and_unrouted_queues_are_quorum_queues_dead_lettering_at_least_once(
+        self,
+    ) -> None:
+        arguments = retry_queue(5).queue_arguments
+        assert arguments["x-queue-type"] == "quorum"
+        assert arguments["x-dead-letter-strategy"] == "at-least-once"
+        assert arguments["x-overflow"] == "reject-publish"
+        assert UNROUTED_QUEUE.queue_arguments["x-queue-type"] == "quorum"
+
+    def test_an_earlier_versions_empty_classic_retry_queue_is_replaced(self, amqp_url: str) -> None:
+        delay = 7777  # a retry queue of its own, in the session's virtual host
+        with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+            connection.channel().queue_declare(
+                retry_queue_name(delay),
+                durable=True,
+                arguments={"x-message-ttl": delay * 1000, "x-dead-letter-exchange": ""},
+            )
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (delay,), [])
+        with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+            channel = connection.channel()
+            # A passive declare does not check the type; declaring it as quorum does.
+            channel.queue_declare(
+                retry_queue_name(delay), durable=True, arguments=retry_queue(delay).queue_arguments
+            )
