@@ -1,0 +1,140 @@
+"""A three-node RabbitMQ cluster loses a node mid fan-out: nothing lost, nothing sent twice.
+
+The test starts three RabbitMQ nodes of its own on this machine (``support.rabbit_cluster``;
+other ports and node names than the system's broker, which is never touched), clusters them,
+and runs the fault suite's stack against them with ``AMQP_URL`` listing all three nodes. It
+publishes an event to the suite's audience (2,000 CSOs and 5 media), stops the node that leads
+the country's invitations queue once mail is flowing, and leaves it down: the fan-out must
+finish on the two other nodes, with no person acting, and be counted exactly as every other
+case of the suite (``faults.harness.FaultRun``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from faults.harness import (
+    DEAD_LETTER_QUEUES,
+    FAULT_ENV,
+    WORK_QUEUES,
+    Audience,
+    FaultReport,
+    FaultRun,
+    TimedSMTPServer,
+    configure,
+    seed_audience,
+)
+from support.rabbit_cluster import ClusterUnavailable, LocalRabbitCluster, rabbit_cluster
+from support.stack import Stack, running_stack
+from tacso_shared.topology import UNROUTED_QUEUE, retry_queue_name
+
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.slow]
+
+#: The queue whose leader is stopped: the one the event's invitations go through.
+VICTIM_QUEUE = "notify.invitations.RS"
+#: Half the suite's rate: stopping a node takes a few seconds of rabbitmqctl, and the fan-out
+#: must still be in full flow when the node goes (about 7 s for 2,005 mails at 3 x 100/s).
+CLUSTER_ENV = {**FAULT_ENV, "SMTP_RATE_LIMIT": "100"}
+
+
+@pytest.fixture(autouse=True)
+def healthy() -> Iterator[None]:
+    """Replaces the suite's per-case check of the system broker: this case has its own."""
+    yield
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRabbitCluster]:
+    try:
+        with rabbit_cluster(tmp_path_factory.mktemp("rabbit-cluster")) as started:
+            yield started
+    except ClusterUnavailable as exc:
+        pytest.skip(f"no local RabbitMQ cluster possible here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def cluster_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    cluster: LocalRabbitCluster,
+    fault_smtp: TimedSMTPServer,
+) -> Iterator[Stack]:
+    workdir: Path = tmp_path_factory.mktemp("cluster-stack")
+    with running_stack(
+        workdir,
+        "postgres",
+        fault_smtp.host,
+        fault_smtp.port,
+        CLUSTER_ENV,
+        configure=configure,
+        amqp_url=cluster.amqp_url,
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def cluster_audience(cluster_stack: Stack) -> Audience:
+    return seed_audience(cluster_stack)
+
+
+class ClusterFaultRun(FaultRun):
+    """A FaultRun that asks the cluster (whichever node is up) about its queues."""
+
+    def __init__(self, cluster: LocalRabbitCluster, *args: object, **kwargs: object) -> None:
+        self.cluster = cluster
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        depths = self.cluster.queue_depths()
+        return {q: depths.get(q, 0) for q in DEAD_LETTER_QUEUES}
+
+    def unsettled(self) -> dict[str, int]:
+        return {
+            name: n
+            for name, n in self.cluster.queue_depths().items()
+            if n and name.startswith((*WORK_QUEUES, "tacso.retry.")) and not name.endswith(".dead")
+        }
+
+
+@pytest.mark.timeout(300)
+def test_a_node_stopped_mid_fan_out_loses_nothing_and_the_fan_out_finishes_on_the_others(
+    cluster: LocalRabbitCluster,
+    cluster_stack: Stack,
+    cluster_audience: Audience,
+    fault_smtp: TimedSMTPServer,
+    fault_report: FaultReport,
+) -> None:
+    everyone = sorted(node.name for node in cluster.nodes)
+    replicated = (VICTIM_QUEUE, "notify.invitations.dead", retry_queue_name(1), UNROUTED_QUEUE.name)
+    for queue in replicated:
+        assert cluster.members(queue) == everyone, f"{queue} is not replicated on every node"
+
+    run = ClusterFaultRun(
+        cluster,
+        "11. 1 of 3 RabbitMQ nodes stopped (cluster)",
+        cluster_stack,
+        fault_smtp,
+        cluster_audience,
+        fault_report,
+    )
+    # Asked before the event: a leader moves only when a node goes.
+    victim = cluster.quorum_leader(VICTIM_QUEUE)
+    run.publish()
+    run.wait_until_flowing()
+    run.fault_now()  # the node begins to shut down now (its connections close at once)
+    cluster.stop_node(victim)
+    run.result.note = f"stopped the leader of {VICTIM_QUEUE} ({len(cluster.live())} of 3 left)"
+    run.finish()
+    # Which processes were connected to the stopped node (spread at random) and moved over.
+    moved = [
+        name
+        for name in cluster_stack.specs
+        if "broker connection lost" in (log := cluster_stack.log(name)) or "not confirmed" in log
+    ]
+    run.result.note += f"; reconnected elsewhere: {', '.join(moved) or 'none'}"
+    fault_report.add(run.result)
+    run.assert_guarantees()
+    assert victim not in cluster.live() and len(cluster.live()) == 2
+    assert cluster.quorum_leader(VICTIM_QUEUE) != victim, "a surviving node leads the queue"
