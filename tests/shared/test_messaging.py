@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection
 
-from support.infra import amqp_url_via
+from support.infra import amqp_url_via, postgres_databases
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_until
 from tacso_shared.consumer import QueueWorker, TransientError
@@ -138,6 +138,75 @@ class TestOutboxRelay:
         assert relay.last_error
         with engine.connect() as conn:
             assert conn.execute(sa.select(table.c.attempts)).scalar_one() == 1
+
+
+def message_ids(amqp_url: str, queue: str) -> list[str]:
+    """Take every message out of ``queue``; return their message ids."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ids: list[str] = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, props, _ = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return ids
+            ids.append(str(props.message_id))
+    finally:
+        connection.close()
+
+
+class TestRelayReplicas:
+    """Two relays on one outbox (two replicas of a relay) publish each row once."""
+
+    ROWS = 1500
+
+    def _two_relays_drain(self, database_url: str, amqp_url: str, work_queue: WorkQueue) -> None:
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (1,), [work_queue])
+        engine = make_engine(database_url)
+        metadata = sa.MetaData()
+        table = outbox_table(metadata)
+        metadata.create_all(engine)
+        expected = set()
+        with engine.begin() as conn, sa.orm.Session(bind=conn) as session:
+            for n in range(self.ROWS):
+                envelope = org_envelope(n)
+                expected.add(envelope.id)
+                enqueue(session, table, envelope)
+        relays = [OutboxRelay(engine, table, amqp_url, batch_size=50) for _ in range(2)]
+        published = [0, 0]
+        start = threading.Barrier(2)
+
+        def run(i: int) -> None:
+            start.wait()
+            while (n := relays[i].run_once()) > 0:
+                published[i] += n
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        for relay in relays:
+            relay.stopping.set()
+            relay.run_forever()  # returns at once, closing the connection
+        assert relays[0].pending_count() == 0
+        assert sum(published) == self.ROWS, published
+        wait_until(lambda: depth(amqp_url, work_queue.name) == self.ROWS, timeout=30)
+        ids = message_ids(amqp_url, work_queue.name)
+        assert len(ids) == self.ROWS and set(ids) == expected, "each row published exactly once"
+        engine.dispose()
+
+    def test_two_relays_on_postgresql_take_different_rows(
+        self, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        with postgres_databases("relays") as urls:
+            self._two_relays_drain(urls["relays"], amqp_url, work_queue)
+
+    def test_two_relays_on_sqlite_take_turns(
+        self, tmp_path: Path, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        self._two_relays_drain(f"sqlite:///{tmp_path / 'db.sqlite3'}", amqp_url, work_queue)
 
 
 class _Recorder:
