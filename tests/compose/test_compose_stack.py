@@ -118,7 +118,7 @@ class ComposeStack(ApiClient):
                 "RABBITMQ_USER": RABBITMQ_USER,
                 "RABBITMQ_PASSWORD": RABBITMQ_PASSWORD,
                 "RABBITMQ_VHOST": RABBITMQ_VHOST,
-                "TACSO_VERSION": "compose-test",
+                "TACSO_VERSION": os.environ.get("TACSO_COMPOSE_TAG", "compose-test"),
                 "HEALTHCHECK_INTERVAL": "3s",
                 "RETRY_DELAYS": "1,1,2,2,5,5,10",
                 "OUTBOX_POLL_INTERVAL": "0.05",
