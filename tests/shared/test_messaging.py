@@ -26,6 +26,8 @@ from tacso_shared.messaging import (
     OutgoingMessage,
     SyncPublisher,
     broker_reachable,
+    broker_urls,
+    connect,
 )
 from tacso_shared.outbox import OutboxRelay, enqueue, outbox_table
 from tacso_shared.topology import WorkQueue, declare_topology
@@ -476,3 +478,19 @@ class TestFailover:
                 worker.stop()
                 thread.join(timeout=15)
         assert not thread.is_alive()
+
+
+class TestFailoverUrls:
+    def test_a_cluster_url_lists_every_node_once_in_a_shuffled_order(self) -> None:
+        urls = [f"amqp://u:p@rabbit-{n}:5672/v" for n in (1, 2, 3)]
+        seen_first = set()
+        for _ in range(50):
+            connection = connect(" ; ".join(urls), heartbeat=0)
+            assert sorted(connection.alt) == urls
+            seen_first.add(connection.alt[0])
+        assert len(seen_first) > 1, "connections spread over the nodes"
+        assert broker_urls(";".join(urls) + ";") == urls
+
+    def test_a_single_url_stays_as_it_is(self) -> None:
+        connection = connect("amqp://guest:guest@127.0.0.1:5672//", heartbeat=0)
+        assert connection.as_uri() == "amqp://guest:**@127.0.0.1:5672//"
