@@ -33,6 +33,7 @@ from typing import Any
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Exchange, Queue, binding
 
+from tacso_shared.messaging import ensure_connected
 from tacso_shared.vocabulary import COUNTRIES
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,10 @@ def declare_topology(
     """Declare exchanges and queues (idempotent). Every process calls it when it connects.
 
     Publishers declare the consumers' queues too, so a message published before any consumer
-    has ever started is kept rather than dropped as unroutable.
+    has ever started is kept rather than dropped as unroutable. The connection is opened first
+    on whichever node of a cluster answers (kombu's own lazy open tries only one).
     """
+    ensure_connected(connection)
     channel = connection.channel()
     try:
         for exchange in (UNROUTED_EXCHANGE, EXCHANGE, DEAD_LETTER_EXCHANGE):
