@@ -3,14 +3,16 @@
 The test starts three RabbitMQ nodes of its own on this machine (``support.rabbit_cluster``;
 other ports and node names than the system's broker, which is never touched), clusters them,
 and runs the fault suite's stack against them with ``AMQP_URL`` listing all three nodes. It
-publishes an event to the suite's audience (2,000 CSOs and 5 media), stops the node that leads
-the country's invitations queue once mail is flowing, and leaves it down: the fan-out must
-finish on the two other nodes, with no person acting, and be counted exactly as every other
-case of the suite (``faults.harness.FaultRun``).
+picks the node that serves the most of the three invitations workers' connections, makes it the
+leader of the country's invitations queue, publishes an event to the suite's audience (2,000 CSOs
+and 5 media), stops that node once mail is flowing, and leaves it down: the workers must
+reconnect to the other nodes, which elect a new leader, and the fan-out must finish with no
+person acting, counted exactly as every other case of the suite (``faults.harness.FaultRun``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from faults.harness import (
 )
 from support.rabbit_cluster import ClusterUnavailable, LocalRabbitCluster, rabbit_cluster
 from support.stack import Stack, running_stack
+from support.waiting import wait_until
 from tacso_shared.topology import UNROUTED_QUEUE, retry_queue_name
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.slow]
@@ -119,13 +122,28 @@ def test_a_node_stopped_mid_fan_out_loses_nothing_and_the_fan_out_finishes_on_th
         cluster_audience,
         fault_report,
     )
-    # Asked before the event: a leader moves only when a node goes.
-    victim = cluster.quorum_leader(VICTIM_QUEUE)
+
+    # The node to stop carries both halves of the fault: the most invitations workers' connections
+    # (they must reconnect to another node mid fan-out) and the queue's leader (the others must
+    # elect a new one), which is moved there if it is elsewhere. Connections are spread at random.
+    def all_consuming() -> Counter[str] | None:
+        counts = cluster.consumers_by_node(VICTIM_QUEUE)
+        return counts if counts.total() >= 3 else None
+
+    consumers = wait_until(
+        all_consuming, timeout=60, message=f"three invitations workers consuming {VICTIM_QUEUE}"
+    )
+    assert consumers is not None
+    victim_name, on_victim = consumers.most_common(1)[0]
+    victim = next(node for node in cluster.nodes if node.name == victim_name)
+    cluster.transfer_leadership(VICTIM_QUEUE, victim)
     run.publish()
     run.wait_until_flowing()
     run.fault_now()  # the node begins to shut down now (its connections close at once)
     cluster.stop_node(victim)
-    run.result.note = f"stopped the leader of {VICTIM_QUEUE} ({len(cluster.live())} of 3 left)"
+    run.result.note = (
+        f"stopped the node leading {VICTIM_QUEUE} and serving {on_victim} of its 3 consumers"
+    )
     run.finish()
     # Which processes were connected to the stopped node (spread at random) and moved over.
     moved = [
@@ -136,5 +154,7 @@ def test_a_node_stopped_mid_fan_out_loses_nothing_and_the_fan_out_finishes_on_th
     run.result.note += f"; reconnected elsewhere: {', '.join(moved) or 'none'}"
     fault_report.add(run.result)
     run.assert_guarantees()
+    workers_moved = [name for name in moved if name.startswith("notify-invitations")]
+    assert len(workers_moved) >= on_victim, f"{on_victim} workers were on the node: {moved}"
     assert victim not in cluster.live() and len(cluster.live()) == 2
     assert cluster.quorum_leader(VICTIM_QUEUE) != victim, "a surviving node leads the queue"

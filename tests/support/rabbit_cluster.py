@@ -13,9 +13,11 @@ Starting and clustering take about 15 s of a 2-core machine's time; every wait i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -205,6 +207,43 @@ class LocalRabbitCluster:
             if len(parts) == 2 and parts[0] == queue:
                 return next(n for n in self.nodes if n.name == parts[1])
         raise AssertionError(f"queue {queue} not listed: {out}")
+
+    def consumers_by_node(self, queue: str) -> Counter[str]:
+        """How many consumers of ``queue`` (default virtual host) are connected to each node.
+
+        A consumer's channel is an Erlang process on the node its client is connected to, and
+        the process id names that node: ``<tacso-ha-1a2b3c-2@localhost.1234.0>``.
+        """
+        via = self.live()[0]
+        out = self.rabbitmqctl(
+            via, "list_consumers", "queue_name", "channel_pid", "--no-table-headers"
+        )
+        return Counter(
+            match.group(1)
+            for line in out.splitlines()
+            if line.split("\t", 1)[0].strip() == queue
+            and (match := re.search(r"<([^.<>]+@[^.<>]+)\.", line))
+        )
+
+    def transfer_leadership(self, queue: str, to: Node) -> None:
+        """Make ``to`` the leader of quorum queue ``queue`` (default virtual host).
+
+        RabbitMQ 3.10 has no command for it; Ra, the Raft library under quorum queues, has
+        ``ra:transfer_leadership/2``, called on the current leader's node. A server of a quorum
+        queue is named after its virtual host and queue: ``'%2F_<queue>'`` for ``/``.
+        """
+        leader = self.quorum_leader(queue)
+        if leader == to:
+            return
+        server = f"'%2F_{queue}'"
+        target = f"{{{server}, '{to.name}'}}"
+        self.rabbitmqctl(leader, "eval", f"ra:transfer_leadership({{{server}, node()}}, {target}).")
+        wait_until(
+            lambda: self.quorum_leader(queue) == to,
+            timeout=30,
+            interval=0.5,
+            message=f"{to.name} to lead {queue}",
+        )
 
     def members(self, queue: str) -> list[str]:
         """The nodes that hold a replica of quorum queue ``queue``."""
