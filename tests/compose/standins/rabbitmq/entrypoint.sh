@@ -9,7 +9,9 @@ mkdir -p /etc/rabbitmq/conf.d
   echo "default_pass = ${RABBITMQ_DEFAULT_PASS:-guest}"
   echo "default_vhost = ${RABBITMQ_DEFAULT_VHOST:-/}"
 } >"$conf"
-chown -R rabbitmq:rabbitmq /var/lib/rabbitmq /etc/rabbitmq
+# Not all of /etc/rabbitmq: a configuration file may be mounted read-only (the cluster's).
+chown -R rabbitmq:rabbitmq /var/lib/rabbitmq
+chown rabbitmq:rabbitmq "$conf"
 if [ "$1" = rabbitmq-server ]; then
   shift
   # As the rabbitmq user (HOME=/var/lib/rabbitmq): the CLI tools find the same Erlang cookie.
