@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from amqp.exceptions import PreconditionFailed
+from amqp.exceptions import AMQPNotImplementedError, PreconditionFailed
 from kombu import Connection, Exchange, Queue, binding
 
 from tacso_shared.messaging import ensure_connected
@@ -213,6 +213,11 @@ def _declare_replacing_classic(connection: Connection, channel: Any, queue: Queu
         channel = connection.channel()
         try:
             channel.queue_delete(queue.name, if_empty=True)
+        except AMQPNotImplementedError:
+            # Quorum queues refuse an if-empty delete (and close the connection): the queue is a
+            # quorum queue with other arguments, no earlier version's classic queue. A person
+            # must decide about it: the original refusal says which argument differs.
+            raise exc from None
         except PreconditionFailed:
             log.warning(
                 "queue %s exists with other arguments (an earlier version's classic queue?) "

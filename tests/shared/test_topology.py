@@ -7,6 +7,8 @@ from contextlib import closing
 from typing import Any
 
 import pika
+import pytest
+from amqp.exceptions import PreconditionFailed
 from click.testing import CliRunner
 from kombu import Connection
 
@@ -118,4 +120,21 @@ class TestQuorumEverywhere:
             # A passive declare does not check the type; declaring it as quorum does.
             channel.queue_declare(
                 retry_queue_name(delay), durable=True, arguments=retry_queue(delay).queue_arguments
+            )
+
+    def test_a_quorum_retry_queue_with_other_arguments_is_left_alone_and_reported(
+        self, amqp_url: str
+    ) -> None:
+        delay = 7778
+        arguments = {**retry_queue(delay).queue_arguments, "x-message-ttl": 1000}
+        with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+            connection.channel().queue_declare(
+                retry_queue_name(delay), durable=True, arguments=arguments
+            )
+        with Connection(amqp_url) as conn, pytest.raises(PreconditionFailed, match="ttl"):
+            declare_topology(conn, (delay,), [])
+        with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+            # Still there, unchanged.
+            connection.channel().queue_declare(
+                retry_queue_name(delay), durable=True, arguments=arguments
             )
