@@ -101,31 +101,34 @@ class ClusterFaultRun(FaultRun):
         }
 
 
-@pytest.mark.timeout(300)
-def test_a_node_stopped_mid_fan_out_loses_nothing_and_the_fan_out_finishes_on_the_others(
+def lose_a_node_mid_fan_out(
+    case: str,
+    how: str,
     cluster: LocalRabbitCluster,
-    cluster_stack: Stack,
-    cluster_audience: Audience,
-    fault_smtp: TimedSMTPServer,
-    fault_report: FaultReport,
+    stack: Stack,
+    audience: Audience,
+    smtp: TimedSMTPServer,
+    report: FaultReport,
 ) -> None:
+    """One case: publish, and once mail flows take away the busiest node (``stop`` or ``kill``).
+
+    The node taken away carries both halves of the fault: the most invitations workers'
+    connections (they must reconnect to another node mid fan-out) and the leadership of the
+    queue (the others must elect a new leader), moved there first if it is elsewhere.
+    Connections are spread at random, so which node that is varies.
+    """
+    # Any node down from an earlier case comes back first, and catches up.
+    for node in cluster.nodes:
+        if node not in cluster.live():
+            cluster.start_node(node)
+    cluster.await_all_running()
     everyone = sorted(node.name for node in cluster.nodes)
     replicated = (VICTIM_QUEUE, "notify.invitations.dead", retry_queue_name(1), UNROUTED_QUEUE.name)
     for queue in replicated:
         assert cluster.members(queue) == everyone, f"{queue} is not replicated on every node"
 
-    run = ClusterFaultRun(
-        cluster,
-        "11. 1 of 3 RabbitMQ nodes stopped (cluster)",
-        cluster_stack,
-        fault_smtp,
-        cluster_audience,
-        fault_report,
-    )
+    run = ClusterFaultRun(cluster, case, stack, smtp, audience, report)
 
-    # The node to stop carries both halves of the fault: the most invitations workers' connections
-    # (they must reconnect to another node mid fan-out) and the queue's leader (the others must
-    # elect a new one), which is moved there if it is elsewhere. Connections are spread at random.
     def all_consuming() -> Counter[str] | None:
         counts = cluster.consumers_by_node(VICTIM_QUEUE)
         return counts if counts.total() >= 3 else None
@@ -137,24 +140,69 @@ def test_a_node_stopped_mid_fan_out_loses_nothing_and_the_fan_out_finishes_on_th
     victim_name, on_victim = consumers.most_common(1)[0]
     victim = next(node for node in cluster.nodes if node.name == victim_name)
     cluster.transfer_leadership(VICTIM_QUEUE, victim)
+    logs_before = {name: len(stack.log(name)) for name in stack.specs}
     run.publish()
     run.wait_until_flowing()
-    run.fault_now()  # the node begins to shut down now (its connections close at once)
-    cluster.stop_node(victim)
+    run.fault_now()  # the node goes now (a stop closes its connections at once)
+    if how == "kill":
+        cluster.kill_node(victim)
+    else:
+        cluster.stop_node(victim)
     run.result.note = (
-        f"stopped the node leading {VICTIM_QUEUE} and serving {on_victim} of its 3 consumers"
+        f"{'killed' if how == 'kill' else 'stopped'} the node leading {VICTIM_QUEUE} "
+        f"and serving {on_victim} of its 3 consumers"
     )
     run.finish()
-    # Which processes were connected to the stopped node (spread at random) and moved over.
+    # Which processes were connected to the node (spread at random) and moved to another.
     moved = [
         name
-        for name in cluster_stack.specs
-        if "broker connection lost" in (log := cluster_stack.log(name)) or "not confirmed" in log
+        for name in stack.specs
+        if "broker connection lost" in (log := stack.log(name)[logs_before[name] :])
+        or "not confirmed" in log
     ]
     run.result.note += f"; reconnected elsewhere: {', '.join(moved) or 'none'}"
-    fault_report.add(run.result)
+    report.add(run.result)
     run.assert_guarantees()
     workers_moved = [name for name in moved if name.startswith("notify-invitations")]
     assert len(workers_moved) >= on_victim, f"{on_victim} workers were on the node: {moved}"
     assert victim not in cluster.live() and len(cluster.live()) == 2
     assert cluster.quorum_leader(VICTIM_QUEUE) != victim, "a surviving node leads the queue"
+
+
+@pytest.mark.timeout(300)
+def test_a_node_stopped_mid_fan_out_loses_nothing_and_the_fan_out_finishes_on_the_others(
+    cluster: LocalRabbitCluster,
+    cluster_stack: Stack,
+    cluster_audience: Audience,
+    fault_smtp: TimedSMTPServer,
+    fault_report: FaultReport,
+) -> None:
+    lose_a_node_mid_fan_out(
+        "11. 1 of 3 RabbitMQ nodes stopped (cluster)",
+        "stop",
+        cluster,
+        cluster_stack,
+        cluster_audience,
+        fault_smtp,
+        fault_report,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_a_node_killed_mid_fan_out_loses_nothing_and_the_fan_out_finishes_on_the_others(
+    cluster: LocalRabbitCluster,
+    cluster_stack: Stack,
+    cluster_audience: Audience,
+    fault_smtp: TimedSMTPServer,
+    fault_report: FaultReport,
+) -> None:
+    """The same with SIGKILL to the node's Erlang VM, after the stopped node came back."""
+    lose_a_node_mid_fan_out(
+        "12. 1 of 3 RabbitMQ nodes killed (cluster)",
+        "kill",
+        cluster,
+        cluster_stack,
+        cluster_audience,
+        fault_smtp,
+        fault_report,
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import uuid
 from collections import Counter
@@ -180,10 +181,43 @@ class LocalRabbitCluster:
         if proc is not None:
             proc.wait(timeout=60)
 
+    def kill_node(self, node: Node) -> None:
+        """SIGKILL ``node``'s Erlang VM: a crash, nothing written, no goodbye to the others.
+
+        The VM is found by its environment (RabbitMQ 3.10 takes the node name from
+        ``RABBITMQ_NODENAME``, not the command line), in case the start script forked it.
+        """
+        mark = f"RABBITMQ_NODENAME={node.name}\0".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                is_node = (
+                    b"beam" in (proc / "cmdline").read_bytes()
+                    and mark in (proc / "environ").read_bytes()
+                )
+            except OSError:
+                continue
+            if is_node:
+                os.kill(int(proc.name), signal.SIGKILL)
+        launched = self.processes.pop(node.name, None)
+        if launched is not None:
+            launched.kill()
+            launched.wait(timeout=30)
+
     def start_node(self, node: Node) -> None:
         """Start a stopped node again; it rejoins the cluster it left."""
         self._launch(node)
         self._await_startup(node)
+
+    def await_all_running(self, timeout: float = 120) -> None:
+        """Every node of the cluster running, as the first live node sees it."""
+        wait_until(
+            lambda: len(self.running_nodes(self.live()[0])) == len(self.nodes),
+            timeout=timeout,
+            interval=0.5,
+            message="every node running in the cluster",
+        )
 
     def live(self) -> list[Node]:
         """The nodes whose process runs."""
