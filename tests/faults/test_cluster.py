@@ -1,13 +1,14 @@
 """A three-node RabbitMQ cluster loses a node mid fan-out: nothing lost, nothing sent twice.
 
-The test starts three RabbitMQ nodes of its own on this machine (``support.rabbit_cluster``;
+The module starts three RabbitMQ nodes of its own on this machine (``support.rabbit_cluster``;
 other ports and node names than the system's broker, which is never touched), clusters them,
-and runs the fault suite's stack against them with ``AMQP_URL`` listing all three nodes. It
-picks the node that serves the most of the three invitations workers' connections, makes it the
-leader of the country's invitations queue, publishes an event to the suite's audience (2,000 CSOs
-and 5 media), stops that node once mail is flowing, and leaves it down: the workers must
-reconnect to the other nodes, which elect a new leader, and the fan-out must finish with no
-person acting, counted exactly as every other case of the suite (``faults.harness.FaultRun``).
+and runs the fault suite's stack against them with ``AMQP_URL`` listing all three nodes. Each
+case picks the node that serves the most of the three invitations workers' connections, makes it
+the leader of the country's invitations queue, publishes an event to the suite's audience (2,000
+CSOs and 5 media), takes that node away once mail is flowing (case 11: ``rabbitmqctl stop``;
+case 12: SIGKILL) and leaves it down: the workers must reconnect to the other nodes, which elect
+a new leader, and the fan-out must finish with no person acting, counted exactly as every other
+case of the suite (``faults.harness.FaultRun``).
 """
 
 from __future__ import annotations
