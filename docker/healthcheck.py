@@ -5,8 +5,10 @@ It reads the command of PID 1 (the process the container was started with):
 - ``tacso-<svc> serve``: ``GET http://127.0.0.1:<port>/healthz`` must answer 200;
 - ``tacso-<svc> relay`` and ``tacso-notify worker``: PID 1 is that process (it has not been
   replaced by a shell) and the broker at ``$AMQP_URL`` accepts a connection and a login: a worker
-  or relay that cannot reach RabbitMQ is reported unhealthy. It does not detect a process that is
-  alive and connected but stuck; watch queue depth and the ledger for that (docs/operations.md);
+  or relay that cannot reach RabbitMQ is reported unhealthy. With a cluster (``AMQP_URL`` listing
+  several nodes separated by ``;``) one node that answers is enough: the process fails over to it.
+  It does not detect a process that is alive and connected but stuck; watch queue depth and the
+  ledger for that (docs/operations.md);
 - anything else (``migrate``, ``seed``, a shell): healthy while it runs.
 
 The port and the broker's URL come from the service's own ``load_settings`` (the same
@@ -54,11 +56,12 @@ def check_http(service: str) -> bool:
 
 
 def check_broker(service: str) -> bool:
-    from kombu import Connection  # only workers and relays pay for the import
+    # Only workers and relays pay for the import.
+    from tacso_shared.messaging import connect, ensure_connected
 
     url = common_settings(service).amqp_url
-    with Connection(url, connect_timeout=4) as connection:
-        connection.ensure_connection(max_retries=1)
+    with connect(url, heartbeat=0, timeout=4) as connection:
+        ensure_connected(connection)
         return bool(connection.connected)
 
 

@@ -30,7 +30,12 @@ from kombu.message import Message
 from tacso_shared import correlation, metrics
 from tacso_shared.contracts import load_data
 from tacso_shared.envelope import Envelope, PoisonMessage, parse_envelope
-from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
+from tacso_shared.messaging import (
+    ConfirmingPublisher,
+    OutgoingMessage,
+    connect,
+    ensure_connected,
+)
 from tacso_shared.topology import (
     DEAD_LETTER_EXCHANGE,
     DEFAULT_RETRY_DELAYS,
@@ -250,7 +255,7 @@ class QueueWorker:
             connection = connect(self.amqp_url, heartbeat=self.heartbeat)
             self._generation += 1
             try:
-                connection.ensure_connection(max_retries=1)
+                ensure_connected(connection)
                 declare_topology(connection, self.retry_delays, self.work_queues)
                 self._consume(connection)
                 backoff = 0.5

@@ -10,7 +10,7 @@ from typing import Any
 from kombu import Connection
 
 from tacso_shared.consumer import ATTEMPT_HEADER, REASON_HEADER
-from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage
+from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect, ensure_connected
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ def _browse(connection: Connection, queue: str) -> Iterator[tuple[Any, list[Any]
 
 def list_dead_letters(amqp_url: str, queue: str) -> list[DeadLetter]:
     """What ``queue`` holds, oldest first; nothing is removed."""
-    with Connection(amqp_url) as connection:
-        connection.ensure_connection(max_retries=1)
+    with connect(amqp_url, heartbeat=0) as connection:
+        ensure_connected(connection)
         with _browse(connection, queue) as (_, messages):
             return [_describe(m) for m in messages]
 
@@ -75,8 +75,8 @@ def replay_dead_letters(
     A message is removed from the dead-letter queue only after the broker confirmed its copy.
     """
     replayed: list[DeadLetter] = []
-    with Connection(amqp_url) as connection:
-        connection.ensure_connection(max_retries=1)
+    with connect(amqp_url, heartbeat=0) as connection:
+        ensure_connected(connection)
         publisher = ConfirmingPublisher(connection)
         with _browse(connection, queue) as (channel, messages):
             for message in messages:

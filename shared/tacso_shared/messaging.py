@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,16 +20,50 @@ class PublishError(ConnectionError):
     """The broker did not take responsibility for a message (nack, unroutable, timeout)."""
 
 
+def broker_urls(url: str) -> list[str]:
+    """The nodes of ``AMQP_URL``: one URL, or several separated by ``;`` (a cluster)."""
+    return [part.strip() for part in url.split(";") if part.strip()]
+
+
 def connect(url: str, heartbeat: int = 30, timeout: float = 5.0) -> Connection:
-    """An AMQP connection (not yet opened: the first use opens it)."""
-    return Connection(url, heartbeat=heartbeat, connect_timeout=timeout)
+    """An AMQP connection (not yet opened: the first use opens it).
+
+    ``url`` may list the nodes of a cluster separated by ``;`` (kombu's failover URLs): the
+    connection opens on one of them, and :func:`ensure_connected` moves on to the next node
+    when one refuses.
+
+    The nodes are tried in an order shuffled per connection, then round-robin: many replicas
+    spread their connections over the nodes instead of all crowding the first one listed, and
+    each node is tried once before any is tried again (kombu's own "shuffle" strategy draws at
+    random each time, and always opens on the first URL of the list anyway).
+    """
+    nodes = broker_urls(url)
+    random.shuffle(nodes)
+    return Connection(
+        ";".join(nodes),
+        heartbeat=heartbeat,
+        connect_timeout=timeout,
+        failover_strategy="round-robin",
+    )
+
+
+def ensure_connected(connection: Connection, timeout: float | None = None) -> None:
+    """Open ``connection``, trying every node of its URL once before giving up.
+
+    kombu moves to the next node of a failover URL on each retry (without sleeping in between),
+    so the retries are as many as the nodes: a single node gets one retry, as before.
+    """
+    nodes = max(1, len(connection.alt))
+    connection.ensure_connection(
+        max_retries=nodes, interval_start=0, interval_step=0.2, interval_max=1, timeout=timeout
+    )
 
 
 def broker_reachable(url: str, timeout: float = 3.0) -> bool:
-    """True if the broker at ``url`` accepts a connection now."""
-    conn = Connection(url, connect_timeout=timeout)
+    """True if the broker at ``url`` (any node of it, for a cluster) accepts a connection now."""
+    conn = connect(url, heartbeat=0, timeout=timeout)
     try:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
+        ensure_connected(conn, timeout=timeout * max(1, len(broker_urls(url))))
         return True
     except Exception:  # noqa: BLE001 - any failure means "not reachable"
         return False
@@ -69,7 +104,7 @@ class ConfirmingPublisher:
 
     def _ensure_channel(self) -> Any:
         if self._channel is None:
-            self._connection.ensure_connection(max_retries=1)
+            ensure_connected(self._connection)
             channel = self._connection.connection.channel()
             channel.confirm_select()
             channel.events["basic_ack"].add(self._on_ack)

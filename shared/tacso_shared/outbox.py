@@ -5,6 +5,13 @@ its message are stored or neither is. ``OutboxRelay`` publishes pending rows wit
 confirms, a batch at a time, and marks rows published only after the broker confirmed them. A row
 that was not confirmed (broker down, relay killed) is simply still pending and goes out on the
 next pass.
+
+Several relays may run on one outbox (replicas): on PostgreSQL each pass locks the rows it
+publishes (``FOR UPDATE SKIP LOCKED``), so two relays take different rows and neither waits for
+the other; on SQLite a pass holds the database's write lock, so relays take turns. Either way a
+row is published by one relay; it is published again only if the broker confirmed it and the
+relay could not record that (database gone at that instant): at least once, which the
+consumers' idempotence absorbs.
 """
 
 from __future__ import annotations
@@ -24,7 +31,12 @@ from tacso_shared.config import CommonSettings
 from tacso_shared.contracts import CONTRACTS
 from tacso_shared.db import UTCDateTime
 from tacso_shared.envelope import Envelope
-from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage, connect
+from tacso_shared.messaging import (
+    ConfirmingPublisher,
+    OutgoingMessage,
+    connect,
+    ensure_connected,
+)
 from tacso_shared.topology import declare_topology
 
 log = logging.getLogger(__name__)
@@ -112,6 +124,7 @@ class OutboxRelay:
     def _ensure_publisher(self) -> ConfirmingPublisher:
         if self._publisher is None:
             self._connection = connect(self._amqp_url, heartbeat=0)
+            ensure_connected(self._connection)
             declare_topology(self._connection)
             self._publisher = ConfirmingPublisher(self._connection)
         return self._publisher
@@ -153,6 +166,11 @@ class OutboxRelay:
         """Publish one batch of pending rows; return how many were confirmed."""
         t = self._table
         with self._engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                # SQLite has no row locks (FOR UPDATE is ignored): take the database's write
+                # lock first, so a second relay on the same file waits for this pass instead of
+                # reading, and publishing, the same rows.
+                conn.execute(t.update().where(sa.false()).values(attempts=t.c.attempts))
             rows = conn.execute(
                 sa.select(t.c.id, t.c.message_type, t.c.routing_key, t.c.body, t.c.correlation_id)
                 .where(t.c.published_at.is_(None))

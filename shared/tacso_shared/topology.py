@@ -16,16 +16,29 @@ business: it declares its subscriptions at deploy time and whenever it connects)
 
 Work queues are durable quorum queues with a delivery limit, so a message that crashes its
 consumer over and over ends in the dead-letter queue instead of looping forever.
+
+Every queue is a quorum queue, the retry and unrouted queues too: on a RabbitMQ cluster each is
+replicated on every node (up to five), so with one node stopped every queue still has a leader.
+A classic queue lives on one node only; while that node is down it can be neither declared
+(every process declares the topology when it connects) nor published to. A classic retry or
+unrouted queue left by an earlier version is replaced once it is empty (see
+:func:`declare_topology`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from amqp.exceptions import AMQPNotImplementedError, PreconditionFailed
 from kombu import Connection, Exchange, Queue, binding
 
+from tacso_shared.messaging import ensure_connected
 from tacso_shared.vocabulary import COUNTRIES
+
+log = logging.getLogger(__name__)
 
 #: Messages no queue is bound for (yet) land here instead of being dropped or returned.
 UNROUTED_EXCHANGE = Exchange("tacso.unrouted", type="fanout", durable=True)
@@ -33,7 +46,7 @@ UNROUTED_QUEUE = Queue(
     "tacso.unrouted",
     exchange=UNROUTED_EXCHANGE,
     durable=True,
-    queue_arguments={"x-max-length": 100_000, "x-overflow": "drop-head"},
+    queue_arguments={"x-queue-type": "quorum", "x-max-length": 100_000, "x-overflow": "drop-head"},
 )
 EXCHANGE = Exchange(
     "tacso",
@@ -101,13 +114,25 @@ def retry_queue(delay: int) -> Queue:
     work queue's name as routing key. The retry queue has a TTL and dead-letters through the
     default exchange without a routing key of its own, so the message keeps that key and lands
     back in its work queue. One retry queue per delay serves every work queue.
+
+    A quorum queue (message TTL on quorum queues needs RabbitMQ 3.10), dead-lettering
+    *at least once*: RabbitMQ keeps a message whose TTL ran out until the work queue confirmed
+    it, instead of dropping it if the work queue has no leader at that instant (a node stopping).
+    That strategy needs ``reject-publish`` overflow; the queue has no length limit, so it never
+    rejects.
     """
     return Queue(
         retry_queue_name(delay),
         exchange=Exchange(retry_queue_name(delay), type="topic", durable=True),
         routing_key="#",
         durable=True,
-        queue_arguments={"x-message-ttl": delay * 1000, "x-dead-letter-exchange": ""},
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-message-ttl": delay * 1000,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        },
     )
 
 
@@ -143,19 +168,55 @@ def declare_topology(
 
     Every process calls it when it connects; a consuming service passes its own work queues
     (and declares them at deploy time too, so a message published before its first worker ever
-    started waits in its queue).
+    started waits in its queue). The connection is opened first on whichever node of a cluster
+    answers (kombu's own lazy open tries only one).
     """
+    ensure_connected(connection)
     channel = connection.channel()
     try:
         for exchange in (UNROUTED_EXCHANGE, EXCHANGE, DEAD_LETTER_EXCHANGE):
             exchange(channel).declare()
-        UNROUTED_QUEUE(channel).declare()
+        channel = _declare_replacing_classic(connection, channel, UNROUTED_QUEUE)
         for work_queue in work_queues:
             for queue in work_queue.all_queues():
                 queue(channel).declare()
         for delay in retry_delays:
             queue = retry_queue(delay)
             queue.exchange(channel).declare()
-            queue(channel).declare()
+            channel = _declare_replacing_classic(connection, channel, queue)
     finally:
         channel.close()
+
+
+def _declare_replacing_classic(connection: Connection, channel: Any, queue: Queue) -> Any:
+    """Declare ``queue``; if an earlier version left it as a classic queue, replace it if empty.
+
+    The retry and unrouted queues were classic queues before they became quorum queues, and
+    RabbitMQ refuses to declare a queue with another type (the channel is closed). An empty one
+    is deleted and declared again; one that still holds messages is left as it is, with a
+    warning, and used as before until it has drained (a retry queue empties within its delay).
+    Returns the channel to go on with (a new one if the broker closed the first).
+    """
+    try:
+        queue(channel).declare()
+        return channel
+    except PreconditionFailed as exc:
+        channel = connection.channel()
+        try:
+            channel.queue_delete(queue.name, if_empty=True)
+        except AMQPNotImplementedError:
+            # Quorum queues refuse an if-empty delete (and close the connection): the queue is a
+            # quorum queue with other arguments, no earlier version's classic queue. A person
+            # must decide about it: the original refusal says which argument differs.
+            raise exc from None
+        except PreconditionFailed:
+            log.warning(
+                "queue %s exists with other arguments (an earlier version's classic queue?) "
+                "and is not empty: kept as it is until it has drained (%s)",
+                queue.name,
+                exc,
+            )
+            return connection.channel()
+        log.info("queue %s: an earlier version's empty queue replaced (quorum now)", queue.name)
+        queue(channel).declare()
+        return channel

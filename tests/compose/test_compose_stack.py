@@ -4,7 +4,8 @@ through its published ports only, as an operator's client would.
 - a BA event reaches exactly the right CSOs and media (counted in the mail catcher's API);
 - three invitation workers share the queue and send nothing twice;
 - the invitation workers are killed and restarted in the middle of a fan-out: nothing is lost;
-- Prometheus scrapes every process (all targets up) and sees the mail counters move.
+- Prometheus scrapes every process (all targets up) and sees the mail counters move;
+- every stateless service at two replicas (APIs, relays, workers) runs the BA scenario again.
 
 The compose file is used unchanged: the harness only sets its variables (test secrets, free host
 ports, short retry delays and health-check interval, an image tag of its own) and a project name,
@@ -51,6 +52,18 @@ LONG_RUNNING = (
 # Variables the harness passes through to docker / docker-compose; everything else is set here,
 # so nothing from the caller's environment or a developer's .env leaks into the stack.
 PASSED_THROUGH = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "LANG")
+#: The APIs and the port each listens on inside its container.
+APIS = {"registry": 5001, "events": 5002, "notify": 5003}
+#: Every service that keeps no state of its own: all of them may run as several replicas.
+STATELESS = (
+    "registry",
+    "registry-relay",
+    "events",
+    "events-relay",
+    "notify",
+    "notify-invitations",
+    "notify-press-notices",
+)
 
 
 def free_port() -> int:
@@ -58,6 +71,19 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_port_pair() -> int:
+    """A port ``p`` such that ``p`` and ``p + 1`` are both free: room for two API replicas."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
 
 
 def compose_command() -> list[str]:
@@ -73,22 +99,21 @@ def compose_command() -> list[str]:
     raise RuntimeError("neither `docker compose` nor `docker-compose` is installed")
 
 
+def port_range(first: int) -> str:
+    return f"{first}-{first + 1}"
+
+
 class ComposeStack(ApiClient):
     """One compose project of docker-compose.yml; an ApiClient of its published ports."""
 
     def __init__(self) -> None:
         self.cmd = compose_command()
         self.ports = {
-            name: free_port()
-            for name in (
-                "registry",
-                "events",
-                "notify",
-                "mailpit",
-                "rabbitmq_management",
-                "prometheus",
-            )
+            name: free_port() for name in ("mailpit", "rabbitmq_management", "prometheus")
         }
+        # Each API publishes a range of two host ports (REGISTRY_PUBLISHED_PORT=p-p+1): Docker
+        # gives each replica a free one of them, so the APIs can be scaled to two.
+        self.ports.update({name: free_port_pair() for name in APIS})
         self.env = {k: os.environ[k] for k in PASSED_THROUGH if k in os.environ}
         self.env.update(
             {
@@ -97,7 +122,7 @@ class ComposeStack(ApiClient):
                 "RABBITMQ_USER": RABBITMQ_USER,
                 "RABBITMQ_PASSWORD": RABBITMQ_PASSWORD,
                 "RABBITMQ_VHOST": RABBITMQ_VHOST,
-                "TACSO_VERSION": "compose-test",
+                "TACSO_VERSION": os.environ.get("TACSO_COMPOSE_TAG", "compose-test"),
                 "HEALTHCHECK_INTERVAL": "3s",
                 "RETRY_DELAYS": "1,1,2,2,5,5,10",
                 "OUTBOX_POLL_INTERVAL": "0.05",
@@ -107,9 +132,9 @@ class ComposeStack(ApiClient):
                 "DELIVERY_LEASE_SECONDS": "5",
                 "API_BIND": "127.0.0.1",
                 "MANAGEMENT_BIND": "127.0.0.1",
-                "REGISTRY_PUBLISHED_PORT": str(self.ports["registry"]),
-                "EVENTS_PUBLISHED_PORT": str(self.ports["events"]),
-                "NOTIFY_PUBLISHED_PORT": str(self.ports["notify"]),
+                "REGISTRY_PUBLISHED_PORT": port_range(self.ports["registry"]),
+                "EVENTS_PUBLISHED_PORT": port_range(self.ports["events"]),
+                "NOTIFY_PUBLISHED_PORT": port_range(self.ports["notify"]),
                 "MAILPIT_UI_PORT": str(self.ports["mailpit"]),
                 "RABBITMQ_MANAGEMENT_PORT": str(self.ports["rabbitmq_management"]),
                 "PROMETHEUS_PORT": str(self.ports["prometheus"]),
@@ -150,15 +175,29 @@ class ComposeStack(ApiClient):
     def build(self) -> None:
         self.compose("build", timeout=1800, log="compose-build.log")
 
-    def up(self, invitation_workers: int = 1) -> None:
-        args = ("up", "-d", "--no-build", "--scale", f"notify-invitations={invitation_workers}")
+    def up(self, invitation_workers: int = 1, scale: dict[str, int] | None = None) -> None:
+        replicas = {"notify-invitations": invitation_workers, **(scale or {})}
+        args: tuple[str, ...] = ("up", "-d", "--no-build")
+        for service, count in replicas.items():
+            args += ("--scale", f"{service}={count}")
         # On a busy host a health check can time out once while compose waits on it, and compose
         # (v1) then gives up; `up` is idempotent, so try again before calling it a failure.
         for attempt in range(3):
             result = self.compose(*args, timeout=600, log="compose-up.log", check=attempt == 2)
             if result.returncode == 0:
-                return
+                break
             time.sleep(5)
+        # Which port of its range the (first) replica of each API got.
+        for api, port in APIS.items():
+            self.base_urls[api] = f"http://127.0.0.1:{self.replica_ports(api, port)[0]}"
+
+    def replica_ports(self, service: str, port: int) -> list[int]:
+        """The host port of each replica of ``service`` that publishes container ``port``."""
+        ports = []
+        for index in range(1, len(self.containers(service)) + 1):
+            out = self.compose("port", "--index", str(index), service, str(port)).stdout.strip()
+            ports.append(int(out.rsplit(":", 1)[1]))
+        return ports
 
     def down(self) -> None:
         self.compose("down", "-v", "--remove-orphans", "-t", "5", check=False, timeout=300)
@@ -469,3 +508,52 @@ def test_prometheus_scrapes_every_process_and_sees_the_mail_counters_move(
     assert compose.query('sum(tacso_http_requests_total{process="events",status="201"})') >= 1
     assert compose.query('max(tacso_outbox_pending_messages{service="events"})') == 0
     assert compose.query('rabbitmq_queue_consumers{queue="notify.invitations.ME"}') >= 1
+
+
+@pytest.mark.timeout(1800)
+def test_every_stateless_service_at_two_replicas_runs_the_ba_scenario(
+    compose: ComposeStack,
+) -> None:
+    """APIs, relays and workers all at two replicas: the BA event reaches exactly its audience,
+    each recipient once, whichever API replica took a write and whichever relay published it."""
+    compose.up(invitation_workers=2, scale=dict.fromkeys(STATELESS, 2))
+    compose.wait_healthy()
+    for service in STATELESS:
+        assert len(compose.containers(service)) == 2, service
+    replicas: dict[str, list[ApiClient]] = {}
+    for api, port in APIS.items():
+        ports = compose.replica_ports(api, port)
+        assert len(set(ports)) == 2, f"{api}: {ports}"
+        for host_port in ports:
+            health = requests.get(f"http://127.0.0.1:{host_port}/healthz", timeout=30)
+            assert health.status_code == 200, f"{api} replica on {host_port}: {health.text}"
+        replicas[api] = [
+            ApiClient({**compose.base_urls, api: f"http://127.0.0.1:{p}"}, ADMIN_KEY, timeout=30)
+            for p in ports
+        ]
+    # Writes through both registry replicas, the event through the second events replica.
+    first, second = replicas["registry"]
+    csos = first.register_many(6, "cso", "BA", ["gender-equality"], "ge-ba-1")
+    csos += second.register_many(6, "cso", "BA", ["gender-equality"], "ge-ba-2")
+    second.register_many(4, "cso", "BA", ["migration"], "mig-ba")
+    second.register_many(3, "cso", "RS", ["gender-equality"], "ge-rs")
+    first.register_many(2, "media", "BA", [], "media-ba-2")
+    media = compose.get(
+        "registry", "/api/v1/organisations", country="BA", kind="media", page_size=100
+    ).json()["items"]
+    before = compose.mail_total()
+
+    event = replicas["events"][1].publish_event("BA", ["gender-equality"])
+
+    rows = compose.wait_all_sent(event["id"], "invitation", len(csos))
+    rows += compose.wait_all_sent(event["id"], "press_notice", len(media))
+    assert {r["recipient"] for r in rows} == {o["email"] for o in csos + media}
+    compose.wait_fan_outs_done(event["id"])
+    invitations = recipients(compose.mail_about(event, "invitation"))
+    notices = recipients(compose.mail_about(event, "press_notice"))
+    assert invitations == sorted(o["email"] for o in csos), "each CSO once, nobody else"
+    assert notices == sorted(o["email"] for o in media), "each medium once, nobody else"
+    assert compose.mail_total() - before == len(csos) + len(media), "nobody else gets anything"
+    # Both notify replicas read the same ledger.
+    for notify in replicas["notify"]:
+        assert len(notify.deliveries(event["id"])) == len(csos) + len(media)

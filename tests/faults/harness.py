@@ -552,10 +552,20 @@ class FaultRun:
         self.event_id = ""
         self.started = 0.0
         self.at_fault: int | None = None
-        self.dead_before = dead_letter_counts(self.amqp_url)
+        self.dead_before = self.dead_letter_counts()
         self.result = CaseResult(case, expected=len(audience.expected))
         self.problems: list[str] = []
         self.dead_letters = 0
+
+    # -- the broker (a subclass may ask another broker, e.g. a cluster of its own) --------------
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Messages in each dead-letter queue now."""
+        return dead_letter_counts(self.amqp_url)
+
+    def unsettled(self) -> dict[str, int]:
+        """Work and retry queues that still hold a message."""
+        return unsettled(self.amqp_url)
 
     # -- driving -------------------------------------------------------------------------------
 
@@ -613,10 +623,10 @@ class FaultRun:
         total = self.stack.get(
             "notify", "/api/v1/deliveries", event_id=self.event_id, status="sent", page_size=1
         ).json()["total"]
-        return total >= len(self.audience.expected) and not unsettled(self.amqp_url)
+        return total >= len(self.audience.expected) and not self.unsettled()
 
     def _dead_letters_grown(self) -> dict[str, int]:
-        now = dead_letter_counts(self.amqp_url)
+        now = self.dead_letter_counts()
         return {q: now[q] - self.dead_before[q] for q in DEAD_LETTER_QUEUES}
 
     def _delivered_or_stuck(self) -> str | None:
@@ -694,7 +704,7 @@ class FaultRun:
         except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the failure
             ledger = f"unavailable ({exc})"
         try:
-            queues: object = unsettled(self.amqp_url)
+            queues: object = self.unsettled()
         except Exception as exc:  # noqa: BLE001
             queues = f"unavailable ({exc})"
         names = [

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from kombu import Connection
 from prometheus_client import REGISTRY
 
-from support.infra import amqp_url_via
+from support.infra import amqp_url_via, postgres_databases
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_until
 from tacso_shared import correlation
@@ -23,7 +23,14 @@ from tacso_shared.consumer import QueueWorker, TransientError
 from tacso_shared.contracts import ORGANISATION_REGISTERED
 from tacso_shared.db import make_engine
 from tacso_shared.envelope import Envelope
-from tacso_shared.messaging import ConfirmingPublisher, OutgoingMessage
+from tacso_shared.messaging import (
+    ConfirmingPublisher,
+    OutgoingMessage,
+    SyncPublisher,
+    broker_reachable,
+    broker_urls,
+    connect,
+)
 from tacso_shared.outbox import OutboxRelay, enqueue, outbox_table
 from tacso_shared.topology import WorkQueue, declare_topology
 
@@ -135,6 +142,75 @@ class TestOutboxRelay:
         assert relay.last_error
         with engine.connect() as conn:
             assert conn.execute(sa.select(table.c.attempts)).scalar_one() == 1
+
+
+def message_ids(amqp_url: str, queue: str) -> list[str]:
+    """Take every message out of ``queue``; return their message ids."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ids: list[str] = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, props, _ = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return ids
+            ids.append(str(props.message_id))
+    finally:
+        connection.close()
+
+
+class TestRelayReplicas:
+    """Two relays on one outbox (two replicas of a relay) publish each row once."""
+
+    ROWS = 1500
+
+    def _two_relays_drain(self, database_url: str, amqp_url: str, work_queue: WorkQueue) -> None:
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (1,), [work_queue])
+        engine = make_engine(database_url)
+        metadata = sa.MetaData()
+        table = outbox_table(metadata)
+        metadata.create_all(engine)
+        expected = set()
+        with engine.begin() as conn, sa.orm.Session(bind=conn) as session:
+            for n in range(self.ROWS):
+                envelope = org_envelope(n)
+                expected.add(envelope.id)
+                enqueue(session, table, envelope)
+        relays = [OutboxRelay(engine, table, amqp_url, batch_size=50) for _ in range(2)]
+        published = [0, 0]
+        start = threading.Barrier(2)
+
+        def run(i: int) -> None:
+            start.wait()
+            while (n := relays[i].run_once()) > 0:
+                published[i] += n
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        for relay in relays:
+            relay.stopping.set()
+            relay.run_forever()  # returns at once, closing the connection
+        assert relays[0].pending_count() == 0
+        assert sum(published) == self.ROWS, published
+        wait_until(lambda: depth(amqp_url, work_queue.name) == self.ROWS, timeout=30)
+        ids = message_ids(amqp_url, work_queue.name)
+        assert len(ids) == self.ROWS and set(ids) == expected, "each row published exactly once"
+        engine.dispose()
+
+    def test_two_relays_on_postgresql_take_different_rows(
+        self, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        with postgres_databases("relays") as urls:
+            self._two_relays_drain(urls["relays"], amqp_url, work_queue)
+
+    def test_two_relays_on_sqlite_take_turns(
+        self, tmp_path: Path, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        self._two_relays_drain(f"sqlite:///{tmp_path / 'db.sqlite3'}", amqp_url, work_queue)
 
 
 class _Recorder:
@@ -361,3 +437,98 @@ class TestConnectionLoss:
             worker.stop()
             thread.join(timeout=15)
         assert not thread.is_alive()
+
+
+def failover_url(amqp_url: str, *ports: int) -> str:
+    """``AMQP_URL`` for a cluster whose nodes listen on ``ports`` (kombu's ``;`` failover list)."""
+    return ";".join(amqp_url_via(amqp_url, "127.0.0.1", port) for port in ports)
+
+
+class TestFailover:
+    """``AMQP_URL`` may list several nodes: every connection moves on to the next that answers.
+
+    Two TCP proxies in front of the local broker stand for two nodes of a cluster; port 9
+    (nothing listens on it here) for a node that is down.
+    """
+
+    def test_the_broker_is_reachable_while_any_node_answers(self, amqp_url: str) -> None:
+        assert broker_reachable(failover_url(amqp_url, 9, 5672))
+        assert broker_reachable(failover_url(amqp_url, 9, 9, 5672))
+        assert not broker_reachable(failover_url(amqp_url, 9, 9))
+
+    def test_a_relay_publishes_through_the_next_node_when_one_is_down(
+        self, tmp_path: Path, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (1,), [work_queue])
+        engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        metadata = sa.MetaData()
+        table = outbox_table(metadata)
+        metadata.create_all(engine)
+        with engine.begin() as conn, sa.orm.Session(bind=conn) as session:
+            for n in range(20):
+                enqueue(session, table, org_envelope(n))
+        # Whichever node the shuffle tries first, the down one is skipped.
+        for _ in range(3):
+            relay = OutboxRelay(engine, table, failover_url(amqp_url, 9, 9, 5672), batch_size=5)
+            assert relay.run_once() == 5, relay.last_error
+            relay.stopping.set()
+            relay.run_forever()  # returns at once: closes its connection
+        assert relay.pending_count() == 5
+        wait_until(lambda: depth(amqp_url, work_queue.name) == 15, timeout=10)
+
+    def test_a_sync_publisher_publishes_through_the_next_node(
+        self, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (1,), [work_queue])
+        publisher = SyncPublisher(failover_url(amqp_url, 9, 5672))
+        try:
+            publisher.publish([message(org_envelope(n)) for n in range(3)])
+        finally:
+            publisher.close()
+        wait_until(lambda: depth(amqp_url, work_queue.name) == 3, timeout=10)
+
+    def test_a_worker_moves_to_another_node_when_its_node_goes_away(
+        self, amqp_url: str, work_queue: WorkQueue
+    ) -> None:
+        handler = _Recorder()
+        with TcpProxy("127.0.0.1", 5672) as node_a, TcpProxy("127.0.0.1", 5672) as node_b:
+            url = failover_url(amqp_url, node_a.port, node_b.port)
+            worker = QueueWorker(url, work_queue, handler, (1,))
+            thread = threading.Thread(target=worker.run, daemon=True)
+            thread.start()
+            try:
+                first = org_envelope(20)
+                publish(amqp_url, work_queue, message(first))
+                wait_until(lambda: handler.calls == [first.id], timeout=10)
+                wait_until(lambda: unacked(amqp_url, work_queue.name) == 0, timeout=10)
+                node, other = (node_a, node_b) if node_a.active_connections else (node_b, node_a)
+                connected = (node.active_connections, other.active_connections)
+                assert connected[0] > 0 and connected[1] == 0, connected
+                node.stop()  # the node is gone: its connections reset, new ones refused
+                second = org_envelope(21)
+                publish(amqp_url, work_queue, message(second))
+                wait_until(lambda: handler.calls == [first.id, second.id], timeout=20)
+                assert other.active_connections, "the worker reconnected to the other node"
+                assert thread.is_alive()
+            finally:
+                worker.stop()
+                thread.join(timeout=15)
+        assert not thread.is_alive()
+
+
+class TestFailoverUrls:
+    def test_a_cluster_url_lists_every_node_once_in_a_shuffled_order(self) -> None:
+        urls = [f"amqp://u:p@rabbit-{n}:5672/v" for n in (1, 2, 3)]
+        seen_first = set()
+        for _ in range(50):
+            connection = connect(" ; ".join(urls), heartbeat=0)
+            assert sorted(connection.alt) == urls
+            seen_first.add(connection.alt[0])
+        assert len(seen_first) > 1, "connections spread over the nodes"
+        assert broker_urls(";".join(urls) + ";") == urls
+
+    def test_a_single_url_stays_as_it_is(self) -> None:
+        connection = connect("amqp://guest:guest@127.0.0.1:5672//", heartbeat=0)
+        assert connection.as_uri() == "amqp://guest:**@127.0.0.1:5672//"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pika
 import pytest
+from amqp.exceptions import PreconditionFailed
 from click.testing import CliRunner
 from kombu import Connection
 
@@ -16,6 +17,7 @@ from support.waiting import wait_until
 from tacso_notify.cli import cli
 from tacso_notify.subscriptions import INVITATIONS, PRESS_NOTICES
 from tacso_shared.topology import (
+    UNROUTED_QUEUE,
     WorkQueue,
     declare_topology,
     retry_queue,
@@ -114,3 +116,50 @@ def _migrate_and_check(vhost_url: str, tmp_path: Any) -> None:
             for queue in family.queues():
                 channel.queue_declare(queue.name, passive=True)
             channel.queue_declare(family.dead_letter_name, passive=True)
+
+
+class TestQuorumEverywhere:
+    """Every queue is a quorum queue, so a cluster keeps them all with one node down."""
+
+    def test_retry_and_unrouted_queues_are_quorum_queues_dead_lettering_at_least_once(
+        self,
+    ) -> None:
+        arguments = retry_queue(5).queue_arguments
+        assert arguments["x-queue-type"] == "quorum"
+        assert arguments["x-dead-letter-strategy"] == "at-least-once"
+        assert arguments["x-overflow"] == "reject-publish"
+        assert UNROUTED_QUEUE.queue_arguments["x-queue-type"] == "quorum"
+
+    def test_an_earlier_versions_empty_classic_retry_queue_is_replaced(self, amqp_url: str) -> None:
+        delay = 7777  # a retry queue of its own, in the session's virtual host
+        with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+            connection.channel().queue_declare(
+                retry_queue_name(delay),
+                durable=True,
+                arguments={"x-message-ttl": delay * 1000, "x-dead-letter-exchange": ""},
+            )
+        with Connection(amqp_url) as conn:
+            declare_topology(conn, (delay,), [])
+        with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+            channel = connection.channel()
+            # A passive declare does not check the type; declaring it as quorum does.
+            channel.queue_declare(
+                retry_queue_name(delay), durable=True, arguments=retry_queue(delay).queue_arguments
+            )
+
+    def test_a_quorum_retry_queue_with_other_arguments_is_left_alone_and_reported(
+        self, amqp_url: str
+    ) -> None:
+        delay = 7778
+        arguments = {**retry_queue(delay).queue_arguments, "x-message-ttl": 1000}
+        with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+            connection.channel().queue_declare(
+                retry_queue_name(delay), durable=True, arguments=arguments
+            )
+        with Connection(amqp_url) as conn, pytest.raises(PreconditionFailed, match="ttl"):
+            declare_topology(conn, (delay,), [])
+        with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+            # Still there, unchanged.
+            connection.channel().queue_declare(
+                retry_queue_name(delay), durable=True, arguments=arguments
+            )

@@ -169,15 +169,19 @@ def running_stack(
     extra_env: dict[str, str] | None = None,
     vhost_prefix: str = "tacso-test",
     configure: Callable[[Stack], None] | None = None,
+    amqp_url: str | None = None,
 ) -> Iterator[Stack]:
     """A migrated, started stack on a virtual host and databases of its own; stopped after.
 
     ``configure`` may change the process list (e.g. more workers) before anything starts.
+    ``amqp_url`` points the stack at another broker (a cluster of its own) instead of a fresh
+    virtual host of the local one.
     """
     names = ("registry", "events", "notify")
     with ExitStack() as resources:
-        # A virtual host per stack: nothing left in a queue by one stack reaches the next.
-        amqp_url = resources.enter_context(rabbitmq_vhost(vhost_prefix))
+        if amqp_url is None:
+            # A virtual host per stack: nothing left in a queue by one stack reaches the next.
+            amqp_url = resources.enter_context(rabbitmq_vhost(vhost_prefix))
         if database == "postgres":
             urls = resources.enter_context(postgres_databases(*names))
         else:

@@ -10,7 +10,8 @@ mkdir -p /etc/rabbitmq/conf.d
   echo "default_vhost = ${RABBITMQ_DEFAULT_VHOST:-/}"
 } >"$conf"
 chown -R rabbitmq:rabbitmq /var/lib/rabbitmq
-# Not -R: files the compose file mounts read-only (enabled_plugins) cannot change owner.
+# Not -R: files the compose file mounts read-only (enabled_plugins, the cluster's configuration)
+# cannot change owner.
 chown rabbitmq:rabbitmq /etc/rabbitmq /etc/rabbitmq/conf.d "$conf"
 if [ "$1" = rabbitmq-server ]; then
   shift
