@@ -76,7 +76,8 @@ class CommonSettings:
     service: str
     database_url: str
     amqp_url: str
-    admin_api_key: str
+    #: The legacy shared key, a network admin credential; ``None`` (unset) turns it off.
+    admin_api_key: str | None
     public_base_url: str
     port: int
     relay_batch_size: int
@@ -87,6 +88,19 @@ class CommonSettings:
     access_log: str | None
     log_level: str
     max_content_length: int
+    #: Where registry publishes its token signing keys (``JWKS_URL``).
+    jwks_url: str = "http://localhost:5001/.well-known/jwks.json"
+    #: Seconds a fetched key set is trusted before it is fetched again (``JWKS_CACHE_SECONDS``).
+    jwks_cache_seconds: float = 300.0
+    #: The API key this service calls registry with (``SERVICE_API_KEY``; role ``service``).
+    service_api_key: str | None = None
+    #: Lifetime of the tokens registry issues (``TOKEN_TTL_SECONDS``).
+    token_ttl_seconds: int = 900
+
+    @property
+    def service_credential(self) -> str | None:
+        """What this service calls registry with: its service key, else the admin key."""
+        return self.service_api_key or self.admin_api_key
 
     @classmethod
     def load(
@@ -94,11 +108,13 @@ class CommonSettings:
     ) -> CommonSettings:
         """Read the common settings of ``service`` from ``env`` (default: ``os.environ``).
 
-        ``ADMIN_API_KEY`` has no default: a process started without it must not quietly accept a
-        key that everyone knows (``make up`` sets a development key itself, and says so).
+        ``ADMIN_API_KEY`` has no default: a process started without it accepts no admin key at
+        all (callers then need tokens or API keys), and never a key that everyone knows (``make
+        up`` sets a development key itself, and says so).
         """
         env = os.environ if env is None else env
         prefix = service.upper()
+        registry_url = env_str(env, "REGISTRY_URL", "http://localhost:5001").rstrip("/")
         max_content_length = env_int(env, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH)
         if max_content_length < 1:
             raise ConfigError(f"MAX_CONTENT_LENGTH must be at least 1, got {max_content_length}")
@@ -106,7 +122,7 @@ class CommonSettings:
             service=service,
             database_url=env_str(env, f"{prefix}_DATABASE_URL", default_sqlite_url(service, env)),
             amqp_url=env_str(env, "AMQP_URL", DEFAULT_AMQP_URL),
-            admin_api_key=env_str(env, "ADMIN_API_KEY"),
+            admin_api_key=env.get("ADMIN_API_KEY") or None,
             public_base_url=env_str(env, "PUBLIC_BASE_URL", "http://localhost:5002").rstrip("/"),
             port=env_int(env, f"{prefix}_PORT", default_port),
             relay_batch_size=env_int(env, "OUTBOX_BATCH_SIZE", 500),
@@ -119,6 +135,10 @@ class CommonSettings:
             access_log=env.get("ACCESS_LOG") or None,
             log_level=env_str(env, "LOG_LEVEL", "INFO").upper(),
             max_content_length=max_content_length,
+            jwks_url=env_str(env, "JWKS_URL", f"{registry_url}/.well-known/jwks.json"),
+            jwks_cache_seconds=env_float(env, "JWKS_CACHE_SECONDS", 300.0),
+            service_api_key=env.get("SERVICE_API_KEY") or None,
+            token_ttl_seconds=env_int(env, "TOKEN_TTL_SECONDS", 900),
         )
 
 

@@ -38,7 +38,7 @@ from tacso_shared.config import CommonSettings
 
 log = logging.getLogger(__name__)
 
-#: The OpenAPI security scheme of the admin key (see :mod:`tacso_shared.auth`).
+#: The OpenAPI security scheme of tokens and keys (see :mod:`tacso_shared.auth`).
 SECURITY_SCHEME = "bearerAuth"
 
 #: Longest request target (path and query) answered; longer is 414. Below gunicorn's own limit
@@ -175,11 +175,32 @@ class JsonBodyParser(FlaskParser):
             errors = {exc.field: [exc.reason]} if exc.field is not None else [exc.reason]
             abort(exc.status, message=exc.reason, errors={"json": errors})
 
+    def load_json_or_form(self, req: Request, schema: Any) -> Any:
+        """A form-encoded body if it is one (OAuth 2.0 token requests), else the JSON body."""
+        if req.mimetype != FORM_CONTENT_TYPE:
+            return self.load_json(req, schema)
+        for name, values in req.form.lists():
+            if any("\x00" in value or _SURROGATE.search(value) for value in values):
+                reason = "NUL characters and lone surrogates are not allowed."
+                abort(422, message=reason, errors={"form": {name: [reason]}})
+        return self._makeproxy(req.form, schema)
+
+
+#: The content type of HTML form bodies, which OAuth 2.0 token requests use.
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped
-    """flask-smorest's Blueprint, reading arguments with :class:`JsonBodyParser`."""
+    """flask-smorest's Blueprint, reading arguments with :class:`JsonBodyParser`.
+
+    ``location="json_or_form"`` is documented as a form body; add the JSON form with ``doc``.
+    """
 
     ARGUMENTS_PARSER = JsonBodyParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "json_or_form": FORM_CONTENT_TYPE,
+    }
 
 
 class AsciiInteger(fields.Integer):
@@ -228,7 +249,17 @@ def configure_app(app: Flask, title: str, version: str, settings: CommonSettings
         JSON_SORT_KEYS=False,
     )
     api = Api(app)
-    api.spec.components.security_scheme(SECURITY_SCHEME, {"type": "http", "scheme": "bearer"})
+    api.spec.components.security_scheme(
+        SECURITY_SCHEME,
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A token from registry's `POST /api/v1/auth/token`; registry also "
+            "takes an API key itself; the legacy `ADMIN_API_KEY`, where set, acts as a "
+            "network admin.",
+        },
+    )
     app.before_request(_check_request_head)
 
     @app.errorhandler(MethodNotAllowed)

@@ -6,6 +6,7 @@ from flask import Flask
 
 from tacso_events.api import blp
 from tacso_events.bootstrap import Events, bootstrap
+from tacso_shared.auth import install_authentication, token_authentication
 from tacso_shared.web import add_health, configure_app
 
 
@@ -15,6 +16,7 @@ def create_app(events: Events | None = None) -> Flask:
     app = Flask(__name__)
     api = configure_app(app, "TACSO events", "1.0", events.settings.common)
     app.extensions["tacso_events"] = events
+    install_authentication(app, token_authentication(events.settings.common))
     api.register_blueprint(blp)
     add_health(app, events.engine)
     return app

@@ -6,6 +6,7 @@ from flask import Flask
 
 from tacso_notify.api import blp
 from tacso_notify.bootstrap import Notify, bootstrap
+from tacso_shared.auth import install_authentication, token_authentication
 from tacso_shared.web import add_health, configure_app
 
 
@@ -15,6 +16,7 @@ def create_app(notify: Notify | None = None) -> Flask:
     app = Flask(__name__)
     api = configure_app(app, "TACSO notify", "1.0", notify.settings.common)
     app.extensions["tacso_notify"] = notify
+    install_authentication(app, token_authentication(notify.settings.common))
     api.register_blueprint(blp)
     add_health(app, notify.engine)
     return app

@@ -112,7 +112,7 @@ class Notify:
 
         deps = Dependencies(
             ledger=self.ledger,
-            directory=RegistryDirectory(settings.registry_url, settings.common.admin_api_key),
+            directory=RegistryDirectory(settings.registry_url, settings.common.service_credential),
             pool=pool,
             sender=settings.sender,
             domain=settings.sender.address.rpartition("@")[2] or "tacso.local",

@@ -5,7 +5,10 @@ from __future__ import annotations
 from flask import Flask
 
 from tacso_registry.api import blp
+from tacso_registry.auth_api import blp as credentials_blp
+from tacso_registry.auth_api import well_known
 from tacso_registry.bootstrap import Registry, bootstrap
+from tacso_shared.auth import install_authentication
 from tacso_shared.web import add_health, configure_app
 
 
@@ -15,6 +18,9 @@ def create_app(registry: Registry | None = None) -> Flask:
     app = Flask(__name__)
     api = configure_app(app, "TACSO registry", "1.0", registry.settings.common)
     app.extensions["tacso_registry"] = registry
+    install_authentication(app, registry.authentication())
     api.register_blueprint(blp)
+    api.register_blueprint(credentials_blp)
+    api.register_blueprint(well_known)
     add_health(app, registry.engine)
     return app
