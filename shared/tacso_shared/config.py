@@ -96,6 +96,8 @@ class CommonSettings:
     service_api_key: str | None = None
     #: Lifetime of the tokens registry issues (``TOKEN_TTL_SECONDS``).
     token_ttl_seconds: int = 900
+    #: Days the audit log keeps an entry (``AUDIT_RETENTION_DAYS``; 0 keeps them all).
+    audit_retention_days: int = 365
 
     @property
     def service_credential(self) -> str | None:
@@ -139,6 +141,7 @@ class CommonSettings:
             jwks_cache_seconds=env_float(env, "JWKS_CACHE_SECONDS", 300.0),
             service_api_key=env.get("SERVICE_API_KEY") or None,
             token_ttl_seconds=env_int(env, "TOKEN_TTL_SECONDS", 900),
+            audit_retention_days=env_int(env, "AUDIT_RETENTION_DAYS", 365),
         )
 
 

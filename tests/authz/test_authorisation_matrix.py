@@ -300,6 +300,18 @@ RULES: tuple[Rule, ...] = (
         ),
         impossible=_MEMBER_ORGANISES_NOTHING,
     ),
+    # ---- every service ---------------------------------------------------------------------
+    *(
+        Rule(
+            service,
+            "get",
+            "/api/v1/audit",
+            (NONE,),
+            lambda w, c, s: Call("get", "/api/v1/audit"),
+            by_role(network_admin=200),
+        )
+        for service in ("registry", "events", "notify")
+    ),
     # ---- notify ----------------------------------------------------------------------------
     Rule(
         "notify",

@@ -71,6 +71,10 @@ class World:
             return {"Authorization": f"Bearer {ADMIN_KEY}"}
         return {"Authorization": f"Bearer {self.tokens[caller]}"}
 
+    def headers_subject(self, caller: str) -> str:
+        """The ``sub`` of ``caller``'s token (its API key)."""
+        return f"api-key:{self.api_keys[caller].key.id}"
+
     def own_org(self, caller: str) -> Organisation:
         """The organisation ``caller`` belongs to (its stand-in for callers without one)."""
         return {

@@ -9,8 +9,11 @@ from flask.views import MethodView
 
 from tacso_events import access, operations
 from tacso_events.bootstrap import Events
+from tacso_events.models import audit_log
 from tacso_events.registry_client import RegistryUnavailable
 from tacso_events.schemas import EventCreateSchema, EventPageSchema, EventQuerySchema, EventSchema
+from tacso_shared import audit
+from tacso_shared.audit_api import request_actor
 from tacso_shared.auth import current_caller, forbid, optional_caller, public, require
 from tacso_shared.db import transaction
 from tacso_shared.identity import COUNTRY_EDITOR
@@ -83,6 +86,15 @@ class EventList(MethodView):
                     session, data, events.registry, _base_url(), _correlation_id()
                 )
                 document = operations.event_document(event, _base_url())
+                audit.record(
+                    session,
+                    audit_log,
+                    request_actor(),
+                    "event.create",
+                    "event",
+                    event.id,
+                    after=document,
+                )
             events.listing_cache.clear()
             return document
         except operations.InvalidOrganiser as exc:
@@ -128,6 +140,16 @@ class EventPublish(MethodView):
             with transaction(_events().sessions) as session:
                 event = operations.publish_event(session, event_id, _base_url(), _correlation_id())
                 document = operations.event_document(event, _base_url())
+                audit.record(
+                    session,
+                    audit_log,
+                    request_actor(),
+                    "event.publish",
+                    "event",
+                    event.id,
+                    before={"status": "draft"},
+                    after={"status": event.status, "revision": event.revision},
+                )
             _events().listing_cache.clear()
             return document
         except operations.EventNotFound:

@@ -6,6 +6,8 @@ from flask import Flask
 
 from tacso_events.api import blp
 from tacso_events.bootstrap import Events, bootstrap
+from tacso_events.models import audit_log
+from tacso_shared.audit_api import audit_blueprint
 from tacso_shared.auth import install_authentication, token_authentication
 from tacso_shared.web import add_health, configure_app
 
@@ -18,5 +20,6 @@ def create_app(events: Events | None = None) -> Flask:
     app.extensions["tacso_events"] = events
     install_authentication(app, token_authentication(events.settings.common))
     api.register_blueprint(blp)
+    api.register_blueprint(audit_blueprint(audit_log, lambda: events.sessions))
     add_health(app, events.engine)
     return app

@@ -9,8 +9,9 @@ import click
 
 from tacso_notify.app import create_app
 from tacso_notify.bootstrap import QUEUE_KINDS, apply_migrations, bootstrap, load_settings
+from tacso_notify.models import audit_log
 from tacso_notify.tasks import PageTask, page_task_message
-from tacso_shared.cli import service_cli
+from tacso_shared.cli import add_audit_purge, service_cli
 from tacso_shared.deadletters import list_dead_letters, replay_dead_letters
 from tacso_shared.envelope import parse_envelope
 from tacso_shared.messaging import ConfirmingPublisher, connect
@@ -48,6 +49,9 @@ def worker_cmd(queue: str, countries: str) -> None:
         raise click.BadParameter(f"unknown countries {unknown}", param_hint="--countries")
     worker = bootstrap().worker(queue, chosen)
     run_until_signalled(worker.run, worker.stop)
+
+
+add_audit_purge(cli, load_settings, audit_log)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tacso_registry import access, operations
 from tacso_registry.bootstrap import Registry
+from tacso_registry.models import audit_log
 from tacso_registry.schemas import (
     OrganisationCreateSchema,
     OrganisationPageSchema,
@@ -17,6 +18,8 @@ from tacso_registry.schemas import (
     OrganisationSchema,
     TopicSchema,
 )
+from tacso_shared import audit
+from tacso_shared.audit_api import request_actor
 from tacso_shared.auth import current_caller, forbid, public, require
 from tacso_shared.db import transaction
 from tacso_shared.identity import COUNTRY_EDITOR, ORGANISATION_MEMBER, SERVICE
@@ -65,9 +68,19 @@ class Organisations(MethodView):
             forbid("You may register only CSOs and media of your country.")
         try:
             with transaction(_registry().sessions) as session:
-                return operations.register_organisation(
+                org = operations.register_organisation(
                     session, data, request.headers.get("X-Correlation-ID")
                 )
+                audit.record(
+                    session,
+                    audit_log,
+                    request_actor(),
+                    "organisation.register",
+                    "organisation",
+                    org.id,
+                    after=OrganisationSchema().dump(org),
+                )
+                return org
         # The check in register_organisation sees committed rows only; two requests racing with
         # the same email meet at the unique constraint instead.
         except (operations.DuplicateEmail, IntegrityError):

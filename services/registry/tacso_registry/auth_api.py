@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tacso_registry import accounts, signing
 from tacso_registry.bootstrap import Registry
+from tacso_registry.models import ApiKey, audit_log
 from tacso_registry.schemas import (
     ApiKeyCreatedSchema,
     ApiKeyCreateSchema,
@@ -23,6 +24,8 @@ from tacso_registry.schemas import (
     TokenSchema,
     UserCreateSchema,
 )
+from tacso_shared import audit
+from tacso_shared.audit_api import request_actor
 from tacso_shared.auth import current_caller, public, require
 from tacso_shared.db import transaction
 from tacso_shared.identity import (
@@ -140,20 +143,19 @@ class ApiKeys(MethodView):
                     data["organisation_id"],
                     created_by=current_caller().subject,
                 )
+                key = _key_fields(created.key)
+                audit.record(
+                    session,
+                    audit_log,
+                    request_actor(),
+                    "api_key.create",
+                    "api_key",
+                    created.key.id,
+                    after=key,
+                )
         except accounts.AccountRefused as exc:
             _refuse(exc)
-        key = created.key
-        return {
-            "id": key.id,
-            "name": key.name,
-            "prefix": key.prefix,
-            "role": key.role,
-            "organisation_id": key.organisation_id,
-            "created_at": key.created_at,
-            "last_used_at": key.last_used_at,
-            "revoked_at": key.revoked_at,
-            "secret": created.secret,
-        }
+        return {**key, "secret": created.secret}
 
 
 @blp.route("/api-keys/<string:key_id>")
@@ -165,7 +167,16 @@ class ApiKeyById(MethodView):
         """Revoke an API key (at once for registry; tokens it got expire within minutes)."""
         try:
             with transaction(_registry().sessions) as session:
-                accounts.revoke_api_key(session, key_id)
+                key = accounts.revoke_api_key(session, key_id)
+                audit.record(
+                    session,
+                    audit_log,
+                    request_actor(),
+                    "api_key.revoke",
+                    "api_key",
+                    key.id,
+                    after={"revoked_at": key.revoked_at},
+                )
         except accounts.KeyNotFound:
             abort(404, message=f"No API key with id {key_id}.")
 
@@ -184,6 +195,15 @@ class Users(MethodView):
                     session, data["email"], data["name"], data["role"], data["organisation_id"]
                 )
                 token = accounts.invitation_token(session, account)
+                audit.record(
+                    session,
+                    audit_log,
+                    request_actor(),
+                    "account.invite",
+                    "account",
+                    account.id,
+                    after=_account_fields(account),
+                )
         except accounts.AccountRefused as exc:
             _refuse(exc)
         except (accounts.DuplicateAccount, IntegrityError):
@@ -201,7 +221,16 @@ class UserPassword(MethodView):
         """Set a password with an invitation's token (once)."""
         try:
             with transaction(_registry().sessions) as session:
-                accounts.accept_invitation(session, data["token"], data["password"])
+                account = accounts.accept_invitation(session, data["token"], data["password"])
+                audit.record(
+                    session,
+                    audit_log,
+                    request_actor(),
+                    "account.set_password",
+                    "account",
+                    account.id,
+                    after={"password_set_at": account.password_set_at},
+                )
         except accounts.AccountRefused as exc:
             _refuse(exc)
         except accounts.BadCredentials:
@@ -217,4 +246,17 @@ def _account_fields(account: Any) -> dict[str, Any]:
         "organisation_id": account.organisation_id,
         "created_at": account.created_at,
         "password_set_at": account.password_set_at,
+    }
+
+
+def _key_fields(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "role": key.role,
+        "organisation_id": key.organisation_id,
+        "created_at": key.created_at,
+        "last_used_at": key.last_used_at,
+        "revoked_at": key.revoked_at,
     }

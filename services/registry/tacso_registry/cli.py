@@ -7,8 +7,9 @@ import click
 from tacso_registry import accounts, signing
 from tacso_registry.app import create_app
 from tacso_registry.bootstrap import apply_migrations, bootstrap, load_settings
+from tacso_registry.models import audit_log
 from tacso_registry.seed import seed_organisations
-from tacso_shared.cli import service_cli
+from tacso_shared.cli import add_audit_purge, service_cli
 from tacso_shared.db import transaction
 from tacso_shared.identity import NETWORK_ADMIN, SERVICE
 
@@ -100,6 +101,9 @@ def keys_retire_cmd(kid: str) -> None:
     except signing.LastKey:
         raise click.ClickException(f"{kid} is the key that signs: rotate first") from None
     click.echo(f"registry: key {kid} retired")
+
+
+add_audit_purge(cli, load_settings, audit_log)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from tacso_shared.audit import audit_table
 from tacso_shared.db import UTCDateTime
 from tacso_shared.outbox import outbox_table
 
@@ -108,3 +109,5 @@ class SigningKey(Base):
 
 
 outbox = outbox_table(Base.metadata)
+
+audit_log = audit_table(Base.metadata)
