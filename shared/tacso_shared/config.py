@@ -70,6 +70,30 @@ DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
 
 @dataclass(frozen=True)
+class RateLimitSettings:
+    """Where the counters are and how much each kind of request may do."""
+
+    storage_url: str = "memory://"
+    credentials: str = "10/minute"
+    public: str = "600/minute"
+    writes: str = "300/minute"
+    namespace: str = "tacso"
+    enabled: bool = True
+
+    @classmethod
+    def load(cls, env: Mapping[str, str]) -> RateLimitSettings:
+        """The ``RATE_LIMIT_*`` variables of ``env``."""
+        return cls(
+            storage_url=env_str(env, "RATE_LIMIT_STORAGE_URL", cls.storage_url),
+            credentials=env_str(env, "RATE_LIMIT_CREDENTIALS", cls.credentials),
+            public=env_str(env, "RATE_LIMIT_PUBLIC", cls.public),
+            writes=env_str(env, "RATE_LIMIT_WRITES", cls.writes),
+            namespace=env_str(env, "RATE_LIMIT_NAMESPACE", cls.namespace),
+            enabled=env_bool(env, "RATE_LIMITS", True),
+        )
+
+
+@dataclass(frozen=True)
 class CommonSettings:
     """Settings every service reads: database, broker, key, and how its API is served."""
 
@@ -98,6 +122,8 @@ class CommonSettings:
     token_ttl_seconds: int = 900
     #: Days the audit log keeps an entry (``AUDIT_RETENTION_DAYS``; 0 keeps them all).
     audit_retention_days: int = 365
+    #: Where rate limits count and how much they allow (``RATE_LIMIT_*``).
+    rate_limits: RateLimitSettings = RateLimitSettings()
 
     @property
     def service_credential(self) -> str | None:
@@ -142,6 +168,7 @@ class CommonSettings:
             service_api_key=env.get("SERVICE_API_KEY") or None,
             token_ttl_seconds=env_int(env, "TOKEN_TTL_SECONDS", 900),
             audit_retention_days=env_int(env, "AUDIT_RETENTION_DAYS", 365),
+            rate_limits=RateLimitSettings.load(env),
         )
 
 

@@ -158,7 +158,13 @@ def _org(session: Any, name: str, kind: str, country: str) -> Organisation:
 @contextmanager
 def build_world(workdir: Path, **env_overrides: str) -> Iterator[World]:
     """The three services on SQLite files under ``workdir``, registry served over HTTP."""
-    env = {"VAR_DIR": str(workdir), "ADMIN_API_KEY": ADMIN_KEY, **env_overrides}
+    env = {
+        "VAR_DIR": str(workdir),
+        "ADMIN_API_KEY": ADMIN_KEY,
+        # The matrix asks for many tokens from one address; the limits have tests of their own.
+        "RATE_LIMIT_CREDENTIALS": "10000/minute",
+        **env_overrides,
+    }
     registry_settings = load_registry_settings(
         {**env, "REGISTRY_DATABASE_URL": f"sqlite:///{workdir / 'registry.sqlite3'}"}
     )

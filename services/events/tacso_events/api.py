@@ -17,6 +17,7 @@ from tacso_shared.audit_api import request_actor
 from tacso_shared.auth import current_caller, forbid, optional_caller, public, require
 from tacso_shared.db import transaction
 from tacso_shared.identity import COUNTRY_EDITOR
+from tacso_shared.ratelimit import PUBLIC, rate_limited
 from tacso_shared.web import Blueprint, abort
 
 blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Events")
@@ -37,6 +38,7 @@ def _correlation_id() -> str | None:
 
 @blp.route("/events")
 class EventList(MethodView):
+    @rate_limited(PUBLIC)
     @public
     @blp.arguments(EventQuerySchema, location="query")
     @blp.response(200, EventPageSchema)
@@ -109,6 +111,7 @@ class EventList(MethodView):
 
 @blp.route("/events/<string:event_id>")
 class EventById(MethodView):
+    @rate_limited(PUBLIC)
     @public
     @blp.response(200, EventSchema)
     @blp.alt_response(404, description="No such event, or a draft outside the caller's scope")

@@ -23,6 +23,7 @@ from tacso_shared.audit_api import request_actor
 from tacso_shared.auth import current_caller, forbid, public, require
 from tacso_shared.db import transaction
 from tacso_shared.identity import COUNTRY_EDITOR, ORGANISATION_MEMBER, SERVICE
+from tacso_shared.ratelimit import PUBLIC, rate_limited
 from tacso_shared.vocabulary import TOPICS
 from tacso_shared.web import Blueprint, abort
 
@@ -109,6 +110,7 @@ class OrganisationById(MethodView):
 
 @blp.route("/topics")
 class Topics(MethodView):
+    @rate_limited(PUBLIC)
     @public
     @blp.response(200, TopicSchema(many=True))
     def get(self) -> list[dict[str, str]]:

@@ -11,6 +11,7 @@ from tacso_registry.bootstrap import Registry, bootstrap
 from tacso_registry.models import audit_log
 from tacso_shared.audit_api import audit_blueprint
 from tacso_shared.auth import install_authentication
+from tacso_shared.ratelimit import install_rate_limits
 from tacso_shared.web import add_health, configure_app
 
 
@@ -21,6 +22,7 @@ def create_app(registry: Registry | None = None) -> Flask:
     api = configure_app(app, "TACSO registry", "1.0", registry.settings.common)
     app.extensions["tacso_registry"] = registry
     install_authentication(app, registry.authentication())
+    install_rate_limits(app, registry.settings.common.rate_limits, "registry")
     api.register_blueprint(blp)
     api.register_blueprint(credentials_blp)
     api.register_blueprint(well_known)

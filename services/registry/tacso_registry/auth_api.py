@@ -35,6 +35,7 @@ from tacso_shared.identity import (
     SERVICE,
     Caller,
 )
+from tacso_shared.ratelimit import CREDENTIALS, PUBLIC, rate_limited
 from tacso_shared.web import Blueprint, abort
 
 blp = Blueprint(
@@ -65,6 +66,7 @@ def _refuse(exc: accounts.AccountRefused) -> NoReturn:
 
 @blp.route("/auth/token")
 class Token(MethodView):
+    @rate_limited(CREDENTIALS)
     @public
     @blp.arguments(TokenRequestSchema, location="json_or_form")
     @blp.doc(requestBody={"content": {"application/json": {"schema": "TokenRequestSchema"}}})
@@ -107,6 +109,7 @@ class Me(MethodView):
 
 @well_known.route("/jwks.json")
 class Jwks(MethodView):
+    @rate_limited(PUBLIC)
     @public
     @well_known.response(200, JwksSchema)
     def get(self) -> Any:
@@ -213,6 +216,7 @@ class Users(MethodView):
 
 @blp.route("/users/password")
 class UserPassword(MethodView):
+    @rate_limited(CREDENTIALS)
     @public
     @blp.arguments(SetPasswordSchema)
     @blp.response(204)
