@@ -284,3 +284,32 @@ class TestSettings:
             "-",
             "DEBUG",
         )
+
+
+class TestSecurityHeaders:
+    @pytest.fixture
+    def headed(self) -> FlaskClient:
+        app = Flask(__name__)
+        configure_app(app, "t", "1", settings())
+        app.add_url_rule("/thing", "thing", lambda: {"ok": True})
+        return app.test_client()
+
+    def test_every_response_forbids_framing_sniffing_and_referrers(
+        self, headed: FlaskClient
+    ) -> None:
+        for response in (headed.get("/thing"), headed.get("/missing")):
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+            assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+            assert "Strict-Transport-Security" not in response.headers
+
+    def test_hsts_only_over_tls(self, headed: FlaskClient) -> None:
+        response = headed.get("/thing", base_url="https://api.example.org")
+
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+    def test_an_answer_to_a_credential_is_not_cached(self, headed: FlaskClient) -> None:
+        response = headed.get("/thing", headers={"Authorization": "Bearer x"})
+
+        assert response.headers["Cache-Control"] == "no-store"
