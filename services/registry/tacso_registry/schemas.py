@@ -176,10 +176,15 @@ class TokenSchema(Schema):
 
 
 class OAuthErrorSchema(Schema):
-    """A refused token request (RFC 6749, section 5.2)."""
+    """A refused token request: an OAuth error (RFC 6749, section 5.2), or, for a body that
+    cannot be read at all, the API's usual error (``code``, ``message``, ``errors``)."""
 
-    error = fields.String(required=True)
-    error_description = fields.String(required=True)
+    error = fields.String(metadata={"description": "`invalid_grant`, `invalid_client`, ..."})
+    error_description = fields.String()
+    code = fields.Integer()
+    status = fields.String()
+    message = fields.String()
+    errors = fields.Dict()
 
 
 class JwkSchema(Schema):
