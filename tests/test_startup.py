@@ -1,33 +1,41 @@
-"""Issue 8.9: no process quietly runs with a key everyone knows."""
+"""Issue 8.9: no process quietly runs with a key everyone knows (issue 9: unset turns it off)."""
 
 from __future__ import annotations
 
-import click
+from collections.abc import Callable
+
 import pytest
 from click.testing import CliRunner
 
 from tacso_devtools.stack import DEFAULT_KEY, development_key_warning, local_env
-from tacso_events.cli import cli as events_cli
-from tacso_notify.cli import cli as notify_cli
+from tacso_events.bootstrap import load_settings as load_events_settings
+from tacso_notify.bootstrap import load_settings as load_notify_settings
+from tacso_registry.bootstrap import load_settings as load_registry_settings
 from tacso_registry.cli import cli as registry_cli
+from tacso_shared.auth import Authentication
+from tacso_shared.config import ServiceSettings
+from tacso_shared.identity import InvalidCredential
 
 
 @pytest.mark.parametrize(
-    ("cli", "args"),
-    [
-        (registry_cli, ["migrate"]),
-        (events_cli, ["serve"]),
-        (notify_cli, ["status", "some-event"]),
-    ],
+    "load",
+    [load_registry_settings, load_events_settings, load_notify_settings],
+    ids=["registry", "events", "notify"],
 )
-def test_outside_make_up_an_unset_key_is_a_start_up_error_naming_it(
-    cli: click.Command, args: list[str]
+def test_outside_make_up_an_unset_key_turns_the_admin_key_off(
+    load: Callable[[dict[str, str]], ServiceSettings],
 ) -> None:
-    result = CliRunner(env={"ADMIN_API_KEY": ""}).invoke(cli, args)
+    settings = load({"ADMIN_API_KEY": ""})
 
-    assert result.exit_code == 1
-    assert "environment variable ADMIN_API_KEY is required" in result.output
-    assert "Traceback" not in result.output
+    assert settings.common.admin_api_key is None
+
+
+def test_with_the_admin_key_off_no_bearer_credential_is_the_admin() -> None:
+    authentication = Authentication(admin_api_key=None)
+
+    for credential in ("", "None", "dev-admin-key"):
+        with pytest.raises(InvalidCredential):
+            authentication.caller_for(credential)
 
 
 def test_help_needs_no_key() -> None:

@@ -1,4 +1,4 @@
-"""The commands every service has: ``serve``, ``migrate`` and ``relay``."""
+"""The commands every service has: ``serve``, ``migrate``, ``relay`` and ``purge-audit``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import sqlalchemy as sa
 from flask import Flask
 
+from tacso_shared.audit import purge
 from tacso_shared.config import CommonSettings, ConfigError, ServiceSettings
+from tacso_shared.db import make_engine, make_session_factory, transaction
 from tacso_shared.logs import set_role, setup_logging
 from tacso_shared.metrics import register_outbox, start_metrics_server
 from tacso_shared.outbox import OutboxRelay
@@ -89,3 +92,24 @@ def service_cli(
             run_until_signalled(relay.run_forever, relay.stopping.set)
 
     return group
+
+
+def add_audit_purge(
+    group: click.Group, load_settings: Callable[[], ServiceSettings], table: sa.Table
+) -> None:
+    """Add ``purge-audit`` to ``group``: delete the audit entries older than the retention."""
+
+    @group.command("purge-audit")
+    def purge_audit_cmd() -> None:
+        """Delete audit log entries older than AUDIT_RETENTION_DAYS (run it daily)."""
+        settings = load_settings().common
+        engine = make_engine(settings.database_url)
+        try:
+            with transaction(make_session_factory(engine)) as session:
+                deleted = purge(session, table, settings.audit_retention_days)
+        finally:
+            engine.dispose()
+        click.echo(
+            f"{settings.service}: {deleted} audit entries older than "
+            f"{settings.audit_retention_days} days deleted"
+        )

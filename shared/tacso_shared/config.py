@@ -70,13 +70,38 @@ DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
 
 @dataclass(frozen=True)
+class RateLimitSettings:
+    """Where the counters are and how much each kind of request may do."""
+
+    storage_url: str = "memory://"
+    credentials: str = "10/minute"
+    public: str = "600/minute"
+    writes: str = "300/minute"
+    namespace: str = "tacso"
+    enabled: bool = True
+
+    @classmethod
+    def load(cls, env: Mapping[str, str]) -> RateLimitSettings:
+        """The ``RATE_LIMIT_*`` variables of ``env``."""
+        return cls(
+            storage_url=env_str(env, "RATE_LIMIT_STORAGE_URL", cls.storage_url),
+            credentials=env_str(env, "RATE_LIMIT_CREDENTIALS", cls.credentials),
+            public=env_str(env, "RATE_LIMIT_PUBLIC", cls.public),
+            writes=env_str(env, "RATE_LIMIT_WRITES", cls.writes),
+            namespace=env_str(env, "RATE_LIMIT_NAMESPACE", cls.namespace),
+            enabled=env_bool(env, "RATE_LIMITS", True),
+        )
+
+
+@dataclass(frozen=True)
 class CommonSettings:
     """Settings every service reads: database, broker, key, and how its API is served."""
 
     service: str
     database_url: str
     amqp_url: str
-    admin_api_key: str
+    #: The legacy shared key, a network admin credential; ``None`` (unset) turns it off.
+    admin_api_key: str | None
     public_base_url: str
     port: int
     relay_batch_size: int
@@ -91,6 +116,23 @@ class CommonSettings:
     log_format: str = "json"
     #: ``METRICS_PORT``: where a worker or relay serves its Prometheus metrics (0: nowhere).
     metrics_port: int = 0
+    #: Where registry publishes its token signing keys (``JWKS_URL``).
+    jwks_url: str = "http://localhost:5001/.well-known/jwks.json"
+    #: Seconds a fetched key set is trusted before it is fetched again (``JWKS_CACHE_SECONDS``).
+    jwks_cache_seconds: float = 300.0
+    #: The API key this service calls registry with (``SERVICE_API_KEY``; role ``service``).
+    service_api_key: str | None = None
+    #: Lifetime of the tokens registry issues (``TOKEN_TTL_SECONDS``).
+    token_ttl_seconds: int = 900
+    #: Days the audit log keeps an entry (``AUDIT_RETENTION_DAYS``; 0 keeps them all).
+    audit_retention_days: int = 365
+    #: Where rate limits count and how much they allow (``RATE_LIMIT_*``).
+    rate_limits: RateLimitSettings = RateLimitSettings()
+
+    @property
+    def service_credential(self) -> str | None:
+        """What this service calls registry with: its service key, else the admin key."""
+        return self.service_api_key or self.admin_api_key
 
     @classmethod
     def load(
@@ -98,11 +140,13 @@ class CommonSettings:
     ) -> CommonSettings:
         """Read the common settings of ``service`` from ``env`` (default: ``os.environ``).
 
-        ``ADMIN_API_KEY`` has no default: a process started without it must not quietly accept a
-        key that everyone knows (``make up`` sets a development key itself, and says so).
+        ``ADMIN_API_KEY`` has no default: a process started without it accepts no admin key at
+        all (callers then need tokens or API keys), and never a key that everyone knows (``make
+        up`` sets a development key itself, and says so).
         """
         env = os.environ if env is None else env
         prefix = service.upper()
+        registry_url = env_str(env, "REGISTRY_URL", "http://localhost:5001").rstrip("/")
         max_content_length = env_int(env, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH)
         if max_content_length < 1:
             raise ConfigError(f"MAX_CONTENT_LENGTH must be at least 1, got {max_content_length}")
@@ -113,7 +157,7 @@ class CommonSettings:
             service=service,
             database_url=env_str(env, f"{prefix}_DATABASE_URL", default_sqlite_url(service, env)),
             amqp_url=env_str(env, "AMQP_URL", DEFAULT_AMQP_URL),
-            admin_api_key=env_str(env, "ADMIN_API_KEY"),
+            admin_api_key=env.get("ADMIN_API_KEY") or None,
             public_base_url=env_str(env, "PUBLIC_BASE_URL", "http://localhost:5002").rstrip("/"),
             port=env_int(env, f"{prefix}_PORT", default_port),
             relay_batch_size=env_int(env, "OUTBOX_BATCH_SIZE", 500),
@@ -128,6 +172,12 @@ class CommonSettings:
             max_content_length=max_content_length,
             log_format=log_format,
             metrics_port=env_int(env, "METRICS_PORT", 0),
+            jwks_url=env_str(env, "JWKS_URL", f"{registry_url}/.well-known/jwks.json"),
+            jwks_cache_seconds=env_float(env, "JWKS_CACHE_SECONDS", 300.0),
+            service_api_key=env.get("SERVICE_API_KEY") or None,
+            token_ttl_seconds=env_int(env, "TOKEN_TTL_SECONDS", 900),
+            audit_retention_days=env_int(env, "AUDIT_RETENTION_DAYS", 365),
+            rate_limits=RateLimitSettings.load(env),
         )
 
 

@@ -40,7 +40,7 @@ from tacso_shared.instrumentation import instrument_app
 
 log = logging.getLogger(__name__)
 
-#: The OpenAPI security scheme of the admin key (see :mod:`tacso_shared.auth`).
+#: The OpenAPI security scheme of tokens and keys (see :mod:`tacso_shared.auth`).
 SECURITY_SCHEME = "bearerAuth"
 
 #: Longest request target (path and query) answered; longer is 414. Below gunicorn's own limit
@@ -177,11 +177,32 @@ class JsonBodyParser(FlaskParser):
             errors = {exc.field: [exc.reason]} if exc.field is not None else [exc.reason]
             abort(exc.status, message=exc.reason, errors={"json": errors})
 
+    def load_json_or_form(self, req: Request, schema: Any) -> Any:
+        """A form-encoded body if it is one (OAuth 2.0 token requests), else the JSON body."""
+        if req.mimetype != FORM_CONTENT_TYPE:
+            return self.load_json(req, schema)
+        for name, values in req.form.lists():
+            if any("\x00" in value or _SURROGATE.search(value) for value in values):
+                reason = "NUL characters and lone surrogates are not allowed."
+                abort(422, message=reason, errors={"form": {name: [reason]}})
+        return self._makeproxy(req.form, schema)
+
+
+#: The content type of HTML form bodies, which OAuth 2.0 token requests use.
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped
-    """flask-smorest's Blueprint, reading arguments with :class:`JsonBodyParser`."""
+    """flask-smorest's Blueprint, reading arguments with :class:`JsonBodyParser`.
+
+    ``location="json_or_form"`` is documented as a form body; add the JSON form with ``doc``.
+    """
 
     ARGUMENTS_PARSER = JsonBodyParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "json_or_form": FORM_CONTENT_TYPE,
+    }
 
 
 class AsciiInteger(fields.Integer):
@@ -213,6 +234,36 @@ def _check_request_head() -> None:
         abort(413, message=f"The body is larger than {limit} bytes.")
 
 
+#: The policy of every API response: JSON needs nothing loaded, and nobody may frame it.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+#: The policy of the Swagger UI page (``/docs``): its scripts and styles come from jsDelivr.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
+    "https://cdn.jsdelivr.net; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def _security_headers(response: Response) -> Response:
+    """Headers every response carries, whatever produced it (errors included)."""
+    headers = response.headers
+    docs = request.path.rstrip("/").endswith("/docs")
+    headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else API_CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.is_secure:
+        # Only over TLS (directly, or behind a proxy the app is told about): on plain HTTP the
+        # header is ignored by browsers, and in development it would pin localhost to HTTPS.
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    if "Authorization" in request.headers and "Cache-Control" not in headers:
+        # An answer to a credential is the caller's own: no shared cache may keep it.
+        headers["Cache-Control"] = "no-store"
+    return response
+
+
 def configure_app(app: Flask, title: str, version: str, settings: CommonSettings) -> Api:
     """Set the OpenAPI options, request limits and error handling on ``app``; return its Api."""
     app.json = StrictJSONProvider(app)
@@ -228,11 +279,22 @@ def configure_app(app: Flask, title: str, version: str, settings: CommonSettings
         JSON_SORT_KEYS=False,
     )
     api = Api(app)
-    api.spec.components.security_scheme(SECURITY_SCHEME, {"type": "http", "scheme": "bearer"})
+    api.spec.components.security_scheme(
+        SECURITY_SCHEME,
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A token from registry's `POST /api/v1/auth/token`; registry also "
+            "takes an API key itself; the legacy `ADMIN_API_KEY`, where set, acts as a "
+            "network admin.",
+        },
+    )
     # First, so that a request refused by the checks below still has its id, metrics and log.
     instrument_app(app, settings.service)
     add_api_docs(app, title)
     app.before_request(_check_request_head)
+    app.after_request(_security_headers)
 
     @app.errorhandler(MethodNotAllowed)
     def _method_not_allowed(exc: MethodNotAllowed) -> Any:

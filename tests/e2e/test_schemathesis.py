@@ -1,27 +1,39 @@
-"""Property-based HTTP tests from the services' own OpenAPI documents: no input is a 500.
+"""Property-based HTTP tests from the services' own OpenAPI documents: no input is a 500, and
+no response contradicts the document.
 
 schemathesis generates requests that fit each operation's schema (positive) and requests that
-break it (negative), with and without the admin key, against the real gunicorn processes of the
-e2e stack. The budget is small on purpose (examples per operation below); a failure is printed
-by hypothesis as the smallest request that still fails.
+break it (negative), without a credential, with the admin key and with tokens from registry (a
+network admin's and a BA country editor's), against the real gunicorn processes of the e2e
+stack. Every response is checked: not a server error, a body that fits the schema of its
+documented status, the documented content type. The budget is small on purpose (examples per
+operation below); a failure is printed by hypothesis as the smallest request that still fails,
+and the counts of each run are printed.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+)
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 
+from support.fixtures import SUMMARY_LINES
 from support.stack import ADMIN_KEY, Stack
 
 SERVICES = ("registry", "events", "notify")
-#: Examples per operation and mode: 10 operations x 2 modes x this, per database.
+#: Examples per operation and mode: 20 operations x 2 modes x this, per database.
 EXAMPLES = 40
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -43,13 +55,28 @@ def _operations(stack: Stack, service: str) -> list[Any]:
     return operations
 
 
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+
+def _credentials(stack: Stack) -> dict[str, str | None]:
+    editor_org = stack.organisation("BA", "resource_centre")["id"]
+    return {
+        "none": None,
+        "admin-key": ADMIN_KEY,
+        "admin-token": stack.token(),
+        "editor-token": stack.token("country_editor", editor_org),
+    }
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("service", SERVICES)
-def test_no_generated_request_is_a_server_error(
-    stack: Stack, service: str, mode: GenerationMode
+def test_no_generated_request_is_a_server_error_or_contradicts_the_schema(
+    stack: Stack, service: str, mode: GenerationMode, request: pytest.FixtureRequest
 ) -> None:
     base_url = stack.url(service, "")
     session = requests.Session()
+    credentials = _credentials(stack)
+    statuses: Counter[int] = Counter()
     for operation in _operations(stack, service):
 
         @settings(
@@ -59,17 +86,31 @@ def test_no_generated_request_is_a_server_error(
             derandomize=True,
             suppress_health_check=list(HealthCheck),
         )
-        @given(case=operation.as_strategy(generation_mode=mode), with_key=...)
-        def check(case: Any, with_key: bool) -> None:
-            headers = {"Authorization": f"Bearer {ADMIN_KEY}"} if with_key else {}
+        @given(
+            case=operation.as_strategy(generation_mode=mode),
+            credential=st.sampled_from(sorted(credentials)),
+        )
+        def check(case: Any, credential: str) -> None:
+            secret = credentials[credential]
+            headers = {"Authorization": f"Bearer {secret}"} if secret else {}
             response = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
+            statuses[response.status_code] += 1
             assert response.status_code < 500, (case.as_curl_command(), response.text)
+            case.validate_response(response, checks=CHECKS, headers=headers)
 
         try:
             check()
         except Unsatisfiable:
             # An operation with nothing to break (GET /topics) has no negative examples.
             assert mode is GenerationMode.NEGATIVE, operation.label
+    server_errors = sum(n for code, n in statuses.items() if code >= 500)
+    # Reaching this line means every response passed CHECKS: no schema violation.
+    request.config.stash.setdefault(SUMMARY_LINES, []).append(
+        f"schemathesis {request.node.callspec.id}: {sum(statuses.values())} requests, "
+        f"{server_errors} server errors, 0 schema violations, "
+        f"statuses {dict(sorted(statuses.items()))}"
+    )
+    assert server_errors == 0
 
 
 def _openapi_routes(stack: Stack, service: str) -> list[tuple[str, str]]:

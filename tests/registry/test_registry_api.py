@@ -337,7 +337,7 @@ class TestAuthentication:
         assert response.headers["WWW-Authenticate"] == (
             'Bearer realm="tacso", error="invalid_token"'
         )
-        assert response.get_json()["message"] == "The API key is not valid."
+        assert response.get_json()["message"] == "The token or API key is not valid."
 
 
 class TestHealth:
@@ -360,10 +360,12 @@ class TestOpenApi:
             "/api/v1/organisations/{organisation_id}",
             "/api/v1/topics",
         } <= set(doc["paths"])
-        assert doc["components"]["securitySchemes"]["bearerAuth"] == {
-            "type": "http",
-            "scheme": "bearer",
-        }
+        scheme = doc["components"]["securitySchemes"]["bearerAuth"]
+        assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == (
+            "http",
+            "bearer",
+            "JWT",
+        )
 
     def test_marks_the_organisation_operations_as_secured_and_topics_as_public(
         self, client: FlaskClient

@@ -271,9 +271,10 @@ class TestHealth:
 
 
 class TestSettings:
-    def test_an_unset_admin_key_is_a_start_up_error_naming_it(self) -> None:
-        with pytest.raises(ConfigError, match="ADMIN_API_KEY"):
-            CommonSettings.load("test", 5000, {})
+    def test_an_unset_admin_key_turns_the_admin_key_off(self) -> None:
+        loaded = CommonSettings.load("test", 5000, {"ADMIN_API_KEY": ""})
+        assert loaded.admin_api_key is None
+        assert loaded.service_credential is None
 
     def test_web_settings_are_read_in_one_place(self) -> None:
         loaded = settings(BIND_HOST="127.0.0.1", WEB_THREADS="8", ACCESS_LOG="-", LOG_LEVEL="debug")
@@ -283,3 +284,32 @@ class TestSettings:
             "-",
             "DEBUG",
         )
+
+
+class TestSecurityHeaders:
+    @pytest.fixture
+    def headed(self) -> FlaskClient:
+        app = Flask(__name__)
+        configure_app(app, "t", "1", settings())
+        app.add_url_rule("/thing", "thing", lambda: {"ok": True})
+        return app.test_client()
+
+    def test_every_response_forbids_framing_sniffing_and_referrers(
+        self, headed: FlaskClient
+    ) -> None:
+        for response in (headed.get("/thing"), headed.get("/missing")):
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+            assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+            assert "Strict-Transport-Security" not in response.headers
+
+    def test_hsts_only_over_tls(self, headed: FlaskClient) -> None:
+        response = headed.get("/thing", base_url="https://api.example.org")
+
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+    def test_an_answer_to_a_credential_is_not_cached(self, headed: FlaskClient) -> None:
+        response = headed.get("/thing", headers={"Authorization": "Bearer x"})
+
+        assert response.headers["Cache-Control"] == "no-store"

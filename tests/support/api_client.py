@@ -38,6 +38,27 @@ class ApiClient:
         return self.http.get(self.url(service, path), params=params, timeout=self.timeout)
 
     # ---- registry --------------------------------------------------------------------------
+    def token(self, role: str = "network_admin", organisation_id: str | None = None) -> str:
+        """A token of ``role``: an API key created with the admin key, exchanged for a token."""
+        key = self.post(
+            "registry",
+            "/api/v1/api-keys",
+            {"name": f"test {role}", "role": role, "organisation_id": organisation_id},
+        )
+        assert key.status_code == 201, key.text
+        response = requests.post(
+            self.url("registry", "/api/v1/auth/token"),
+            data={
+                "grant_type": "client_credentials",
+                "client_id": key.json()["id"],
+                "client_secret": key.json()["secret"],
+            },
+            timeout=self.timeout,
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["access_token"]
+        return token
+
     def register(self, **org: Any) -> dict[str, Any]:
         """Register an organisation; fail loudly if registry refuses."""
         response = self.post("registry", "/api/v1/organisations", org)

@@ -53,6 +53,18 @@ def kind_of(item: pytest.Item) -> str:
     return "unit"
 
 
+#: Lines a test wants in the terminal summary (schemathesis prints its counts there).
+SUMMARY_LINES = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    lines = config.stash.get(SUMMARY_LINES, [])
+    if lines:
+        terminalreporter.section("counts")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         kind = kind_of(item)

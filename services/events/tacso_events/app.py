@@ -6,6 +6,10 @@ from flask import Flask
 
 from tacso_events.api import blp
 from tacso_events.bootstrap import Events, bootstrap
+from tacso_events.models import audit_log
+from tacso_shared.audit_api import audit_blueprint
+from tacso_shared.auth import install_authentication, token_authentication
+from tacso_shared.ratelimit import install_rate_limits
 from tacso_shared.web import add_health, configure_app
 
 
@@ -15,6 +19,9 @@ def create_app(events: Events | None = None) -> Flask:
     app = Flask(__name__)
     api = configure_app(app, "TACSO events", "1.0", events.settings.common)
     app.extensions["tacso_events"] = events
+    install_authentication(app, token_authentication(events.settings.common))
+    install_rate_limits(app, events.settings.common.rate_limits, "events")
     api.register_blueprint(blp)
+    api.register_blueprint(audit_blueprint(audit_log, lambda: events.sessions))
     add_health(app, events.engine)
     return app

@@ -69,7 +69,7 @@ def bootstrap(
     settings = settings or load_settings()
     engine = make_engine(settings.common.database_url)
     if registry is None:
-        registry = HttpRegistryClient(settings.registry_url, settings.common.admin_api_key)
+        registry = HttpRegistryClient(settings.registry_url, settings.common.service_credential)
     return Events(
         settings,
         engine,

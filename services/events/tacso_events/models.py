@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from tacso_shared.audit import audit_table
 from tacso_shared.db import UTCDateTime
 from tacso_shared.outbox import outbox_table
 
@@ -81,3 +82,5 @@ class EventTopic(Base):
 
 
 outbox = outbox_table(Base.metadata)
+
+audit_log = audit_table(Base.metadata)

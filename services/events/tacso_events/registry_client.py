@@ -50,7 +50,7 @@ class HttpRegistryClient:
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | None,
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
@@ -60,7 +60,8 @@ class HttpRegistryClient:
         self._base_url = base_url.rstrip("/")
         self._timeout = (connect_timeout, read_timeout)
         self._session = session or requests.Session()
-        self._session.headers["Authorization"] = f"Bearer {api_key}"
+        if api_key:
+            self._session.headers["Authorization"] = f"Bearer {api_key}"
         self._session.headers["Accept"] = "application/json"
         # Only failures to connect are retried: the request never reached the registry then.
         retry = Retry(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -9,10 +10,10 @@ import jinja2
 from flask import Response, current_app, request
 from flask.views import MethodView
 
-from tacso_notify import ledger
+from tacso_notify import access, ledger
 from tacso_notify.bootstrap import Notify
 from tacso_notify.bounces import BounceReport, NotAMessage, ingest_bounce
-from tacso_notify.models import STATUSES
+from tacso_notify.models import STATUSES, audit_log
 from tacso_notify.reports import NoDeliveries, event_report, report_csv, report_svg
 from tacso_notify.schemas import (
     BounceReportSchema,
@@ -28,7 +29,11 @@ from tacso_notify.schemas import (
     SuppressionQuerySchema,
     SuppressionSchema,
 )
-from tacso_shared.auth import admin_required
+from tacso_shared import audit
+from tacso_shared.audit_api import request_actor
+from tacso_shared.auth import current_caller, require
+from tacso_shared.db import transaction
+from tacso_shared.identity import COUNTRY_EDITOR
 from tacso_shared.web import Blueprint, abort
 
 blp = Blueprint("deliveries", __name__, url_prefix="/api/v1", description="Delivery ledger")
@@ -41,34 +46,52 @@ def _notify() -> Notify:
 
 @blp.route("/deliveries")
 class Deliveries(MethodView):
-    @admin_required
+    @require(COUNTRY_EDITOR)
     @blp.arguments(DeliveryQuerySchema, location="query")
     @blp.response(200, DeliveryPageSchema)
     def get(self, query: DeliveryQuery) -> ledger.DeliveryPage:
-        """List deliveries by event, kind, status or organisation."""
-        return _notify().ledger.page(query.filter, query.page, query.page_size)
+        """List deliveries by event, kind, status or organisation (an editor: its country's)."""
+        flt = dataclasses.replace(query.filter, countries=access.listed_countries(current_caller()))
+        return _notify().ledger.page(flt, query.page, query.page_size)
 
 
 @blp.route("/deliveries/summary")
 class DeliverySummary(MethodView):
-    @admin_required
+    @require(COUNTRY_EDITOR)
     @blp.arguments(DeliverySummaryQuerySchema, location="query")
     @blp.response(200, DeliverySummarySchema)
+    @blp.alt_response(404, description="An event of another country")
     def get(self, args: dict[str, str]) -> ledger.DeliverySummary:
-        """Count one event's deliveries by kind and status."""
+        """Count one event's deliveries by kind and status (an editor: its country's events)."""
+        _check_event_scope(args["event_id"])
         return _notify().ledger.summary(args["event_id"])
+
+
+def _audit(action: str, resource_id: str | None, before: Any = None, after: Any = None) -> None:
+    """Record a write in the audit log (the ledger wrote in a transaction of its own)."""
+    with transaction(_notify().sessions) as session:
+        audit.record(
+            session, audit_log, request_actor(), action, "suppression", resource_id, before, after
+        )
+
+
+def _check_event_scope(event_id: str) -> None:
+    """404 unless the caller may read this event's deliveries (another country's: "none")."""
+    countries = access.event_countries(_notify().sessions, event_id)
+    if not access.may_read_event(current_caller(), countries):
+        abort(404, message=f"No deliveries of event {event_id} in your scope.")
 
 
 @blp.route("/suppressions")
 class Suppressions(MethodView):
-    @admin_required
+    @require()
     @blp.arguments(SuppressionQuerySchema, location="query")
     @blp.response(200, SuppressionPageSchema)
     def get(self, args: dict[str, Any]) -> ledger.SuppressionPage:
         """List the addresses that get no more bulk mail (SMTP 5xx, bounces, by hand)."""
         return _notify().ledger.suppressions(args.get("email"), args["page"], args["page_size"])
 
-    @admin_required
+    @require()
     @blp.arguments(SuppressionCreateSchema)
     @blp.response(201, SuppressionSchema)
     @blp.alt_response(200, schema=SuppressionSchema, description="It was suppressed already")
@@ -79,23 +102,27 @@ class Suppressions(MethodView):
         if existing is not None:
             return existing, 200
         ledger_.suppress([(data["email"], data["reason"])])
+        _audit("suppression.add", data["email"], after={"reason": data["reason"]})
         return ledger_.suppression(data["email"])
 
 
 @blp.route("/suppressions/<string:email>")
 class SuppressionByEmail(MethodView):
-    @admin_required
+    @require()
     @blp.response(204)
     @blp.alt_response(404, description="The address is not suppressed")
     def delete(self, email: str) -> None:
         """Lift a suppression: the address gets bulk mail again."""
-        if not _notify().ledger.unsuppress([email.strip().lower()]):
+        address = email.strip().lower()
+        existing = _notify().ledger.suppression(address)
+        if existing is None or not _notify().ledger.unsuppress([address]):
             abort(404, message=f"{email} is not suppressed.")
+        _audit("suppression.lift", address, before={"reason": existing.reason})
 
 
 @blp.route("/bounces")
 class Bounces(MethodView):
-    @admin_required
+    @require()
     @blp.doc(
         requestBody={
             "required": True,
@@ -111,6 +138,8 @@ class Bounces(MethodView):
             report: BounceReport = ingest_bounce(_notify().ledger, request.get_data())
         except NotAMessage as exc:
             abort(400, message=f"Not a bounce message: {exc}.")
+        if report.permanent:
+            _audit("bounce.ingest", None, after={"suppressed": list(report.permanent)})
         return {
             "permanent": list(report.permanent),
             "temporary": list(report.temporary),
@@ -120,16 +149,17 @@ class Bounces(MethodView):
 
 @blp.route("/events/<string:event_id>/report")
 class EventReport(MethodView):
-    @admin_required
+    @require(COUNTRY_EDITOR)
     @blp.arguments(ReportQuerySchema, location="query")
     @blp.response(200, EventReportSchema)
-    @blp.alt_response(404, description="notify has no deliveries of this event")
+    @blp.alt_response(404, description="No deliveries of this event (in the caller's scope)")
     def get(self, args: dict[str, str], event_id: str) -> Any:
         """One event's mail: counts by kind and status, failures by reason, mail over time.
 
         JSON by default; CSV (`?format=csv` or `Accept: text/csv`: `kind,status,reason,count`,
         UTF-8 with a BOM) or an HTML page with a chart (`?format=html` or `Accept: text/html`).
         """
+        _check_event_scope(event_id)
         try:
             report = event_report(_notify().sessions, event_id)
         except NoDeliveries:

@@ -43,7 +43,7 @@ class RegistryDirectory:
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | None,
         page_size: int = DEFAULT_PAGE_SIZE,
         timeout: tuple[float, float] = (2.0, 10.0),
     ) -> None:
@@ -51,7 +51,9 @@ class RegistryDirectory:
         self.page_size = page_size
         self.timeout = timeout
         self._http = requests.Session()
-        self._http.headers["Authorization"] = f"Bearer {api_key}"
+        if api_key:
+            # A key with the role ``service`` (SERVICE_API_KEY), else the legacy admin key.
+            self._http.headers["Authorization"] = f"Bearer {api_key}"
 
     def _get(self, params: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/api/v1/organisations"

@@ -10,8 +10,9 @@ from tacso_notify import operations
 from tacso_notify.app import create_app
 from tacso_notify.bootstrap import apply_migrations, bootstrap, load_settings, prepare_broker
 from tacso_notify.bounces import NotAMessage, ingest_bounce
+from tacso_notify.models import audit_log
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
-from tacso_shared.cli import service_cli
+from tacso_shared.cli import add_audit_purge, service_cli
 from tacso_shared.deadletters import list_dead_letters, replay_dead_letters
 from tacso_shared.logs import set_role
 from tacso_shared.metrics import start_metrics_server
@@ -54,6 +55,9 @@ def worker_cmd(queue: str, countries: str) -> None:
     start_metrics_server(notify.settings.common.metrics_port)
     worker = build_worker(notify, queue, chosen)
     run_until_signalled(worker.run, worker.stop)
+
+
+add_audit_purge(cli, load_settings, audit_log)
 
 
 def main() -> None:

@@ -33,6 +33,8 @@ class DeliveryFilter:
     kind: str | None = None
     status: str | None = None
     organisation_id: str | None = None
+    #: Only deliveries of these countries (the caller's scope); empty for all.
+    countries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -386,6 +388,8 @@ class DeliveryLedger:
             query = query.where(Delivery.status == flt.status)
         if flt.organisation_id:
             query = query.where(Delivery.organisation_id == flt.organisation_id)
+        if flt.countries:
+            query = query.where(Delivery.country.in_(flt.countries))
         with self.sessions() as session:
             total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
             items = list(

@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tacso_shared.audit import audit_table
 from tacso_shared.db import UTCDateTime
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -88,3 +89,6 @@ class FanOutContinuation(Base):
     after: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     published: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+audit_log = audit_table(Base.metadata)

@@ -46,7 +46,7 @@ def build_worker(
 
     deps = Dependencies(
         ledger=notify.ledger,
-        directory=RegistryDirectory(settings.registry_url, settings.common.admin_api_key),
+        directory=RegistryDirectory(settings.registry_url, settings.common.service_credential),
         pool=pool,
         sender=settings.sender,
         domain=settings.sender.address.rpartition("@")[2] or "tacso.local",

@@ -5,7 +5,13 @@ from __future__ import annotations
 from flask import Flask
 
 from tacso_registry.api import blp
+from tacso_registry.auth_api import blp as credentials_blp
+from tacso_registry.auth_api import well_known
 from tacso_registry.bootstrap import Registry, bootstrap
+from tacso_registry.models import audit_log
+from tacso_shared.audit_api import audit_blueprint
+from tacso_shared.auth import install_authentication
+from tacso_shared.ratelimit import install_rate_limits
 from tacso_shared.web import add_health, configure_app
 
 
@@ -15,6 +21,11 @@ def create_app(registry: Registry | None = None) -> Flask:
     app = Flask(__name__)
     api = configure_app(app, "TACSO registry", "1.0", registry.settings.common)
     app.extensions["tacso_registry"] = registry
+    install_authentication(app, registry.authentication())
+    install_rate_limits(app, registry.settings.common.rate_limits, "registry")
     api.register_blueprint(blp)
+    api.register_blueprint(credentials_blp)
+    api.register_blueprint(well_known)
+    api.register_blueprint(audit_blueprint(audit_log, lambda: registry.sessions))
     add_health(app, registry.engine)
     return app

@@ -10,14 +10,19 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tacso_registry import accounts, signing
 from tacso_registry.models import outbox
+from tacso_shared.auth import Authentication
 from tacso_shared.config import CommonSettings
-from tacso_shared.db import make_engine, make_session_factory, migrate
+from tacso_shared.db import make_engine, make_session_factory, migrate, transaction
+from tacso_shared.identity import Caller, KeySet, TokenVerifier, audience_of
 from tacso_shared.outbox import OutboxRelay
 
 SERVICE = "registry"
 DEFAULT_PORT = 5001
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: Seconds registry trusts its own key set read from the database (a retired key stops soon).
+OWN_KEYS_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,27 @@ class Registry:
     settings: RegistrySettings
     engine: Engine
     sessions: sessionmaker[Session]
+
+    def authentication(self) -> Authentication:
+        """How registry recognises callers: the admin key, its own tokens, API keys.
+
+        Its own tokens are checked against the keys in its database (no HTTP to itself), read
+        again at most every :data:`OWN_KEYS_SECONDS` and on an unknown ``kid``.
+        """
+
+        def fetch() -> dict[str, object]:
+            with self.sessions() as session:
+                return signing.jwks_document(session)
+
+        verifier = TokenVerifier(
+            KeySet(fetch, ttl=OWN_KEYS_SECONDS, min_refresh_interval=1.0), audience_of(SERVICE)
+        )
+
+        def verify_api_key(secret: str) -> Caller | None:
+            with transaction(self.sessions) as session:
+                return accounts.api_key_caller(session, secret)
+
+        return Authentication(self.settings.common.admin_api_key, verifier.verify, verify_api_key)
 
     def relay(self) -> OutboxRelay:
         """The outbox relay for this database."""
@@ -54,5 +80,11 @@ def bootstrap(settings: RegistrySettings | None = None) -> Registry:
 
 
 def apply_migrations(settings: CommonSettings) -> None:
-    """Bring the registry's database to the newest schema."""
+    """Bring the registry's database to the newest schema, with a key to sign tokens."""
     migrate(MIGRATIONS, settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            signing.ensure_signing_key(session)
+    finally:
+        engine.dispose()

@@ -1,4 +1,4 @@
-"""The registry's tables: organisations, their topics, and the outbox."""
+"""The registry's tables: organisations, their topics, accounts, API keys, signing keys, outbox."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from tacso_shared.audit import audit_table
 from tacso_shared.db import UTCDateTime
 from tacso_shared.outbox import outbox_table
 
@@ -54,4 +55,59 @@ class OrganisationTopic(Base):
     topic: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
 
 
+class Account(Base):
+    """A person who signs in: one role, one organisation (none only for a network admin)."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (sa.UniqueConstraint("email", name="uq_accounts_email"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(32))
+    organisation_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=True
+    )
+    #: Argon2id hash; ``None`` until the invitation is used.
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    disabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    password_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ApiKey(Base):
+    """A machine client's credential: the secret is shown once and stored only as a hash."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (sa.UniqueConstraint("prefix", name="uq_api_keys_prefix"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    #: The public part of the secret (``tacso_<prefix>_...``): tells keys apart in logs and lists.
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    secret_hash: Mapped[str] = mapped_column(sa.String(128))
+    role: Mapped[str] = mapped_column(sa.String(32))
+    organisation_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SigningKey(Base):
+    """An Ed25519 key registry signs tokens with; published in the JWK set until retired."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    private_pem: Mapped[str] = mapped_column(sa.Text)
+    public_jwk: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 outbox = outbox_table(Base.metadata)
+
+audit_log = audit_table(Base.metadata)

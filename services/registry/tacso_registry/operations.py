@@ -29,6 +29,8 @@ class OrganisationFilter:
     kind: str | None = None
     topics: tuple[str, ...] = ()
     mailing_consent: bool | None = None
+    #: Only these countries (the caller's scope); empty for all.
+    countries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def list_organisations(
     query = sa.select(Organisation)
     if flt.country:
         query = query.where(Organisation.country == flt.country)
+    if flt.countries:
+        query = query.where(Organisation.country.in_(flt.countries))
     if flt.kind:
         query = query.where(Organisation.kind == flt.kind)
     if flt.mailing_consent is not None:

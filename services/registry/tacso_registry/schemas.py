@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates
+from marshmallow import (
+    INCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+    validates_schema,
+)
 
 from tacso_shared.addresses import EmailAddressField, ascii_form
+from tacso_shared.identity import ALL_AUDIENCES, ROLES
 from tacso_shared.vocabulary import COUNTRIES, LANGUAGES, ORGANISATION_KINDS, TOPICS
 from tacso_shared.web import AsciiInteger
 
@@ -109,3 +119,167 @@ class TopicSchema(Schema):
 
     slug = fields.String(required=True)
     label = fields.String(required=True)
+
+
+# ---- credentials ----------------------------------------------------------------------------
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+def _role() -> fields.String:
+    return fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class TokenRequestSchema(Schema):
+    """An OAuth 2.0 token request: the password grant (people) or client credentials (keys)."""
+
+    grant_type = fields.String(
+        required=True, validate=validate.OneOf(["password", "client_credentials"])
+    )
+    username = fields.String(
+        validate=validate.Length(min=1, max=254),
+        metadata={"description": "The account's email (password grant)."},
+    )
+    password = fields.String(validate=validate.Length(min=1, max=1024))
+    client_id = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "The API key's id (client credentials)."},
+    )
+    client_secret = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "The API key's secret (client credentials)."},
+    )
+    audience = fields.String(
+        validate=validate.OneOf(ALL_AUDIENCES),
+        metadata={"description": "Limit the token to one service (default: all three)."},
+    )
+
+    @validates_schema
+    def _grant_fields(self, data: dict[str, Any], **_: Any) -> None:
+        needed = (
+            ("username", "password")
+            if data.get("grant_type") == "password"
+            else ("client_id", "client_secret")
+        )
+        missing = {name: ["Required by this grant_type."] for name in needed if name not in data}
+        if missing:
+            raise ValidationError(missing)
+
+
+class TokenSchema(Schema):
+    """An access token (RFC 6749, section 5.1)."""
+
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"description": "Always `Bearer`."})
+    expires_in = fields.Integer(required=True, metadata={"description": "Seconds."})
+
+
+class OAuthErrorSchema(Schema):
+    """A refused token request: an OAuth error (RFC 6749, section 5.2), or, for a body that
+    cannot be read at all, the API's usual error (``code``, ``message``, ``errors``)."""
+
+    error = fields.String(metadata={"description": "`invalid_grant`, `invalid_client`, ..."})
+    error_description = fields.String()
+    code = fields.Integer()
+    status = fields.String()
+    message = fields.String()
+    errors = fields.Dict()
+
+
+class JwkSchema(Schema):
+    """One public key of the JWK set (Ed25519)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    kty = fields.String(required=True)
+    kid = fields.String(required=True)
+    alg = fields.String(required=True)
+    use = fields.String(required=True)
+    crv = fields.String(required=True)
+    x = fields.String(required=True)
+
+
+class JwksSchema(Schema):
+    """The public keys that verify registry's tokens."""
+
+    keys = fields.List(fields.Nested(JwkSchema), required=True)
+
+
+class ApiKeyCreateSchema(Schema):
+    """What a network admin sends to create an API key."""
+
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _not_blank])
+    role = _role()
+    organisation_id = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=64)
+    )
+
+
+class ApiKeySchema(Schema):
+    """An API key as listed (never its secret)."""
+
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    prefix = fields.String(required=True, metadata={"description": "Starts the secret."})
+    role = fields.String(required=True)
+    organisation_id = fields.String(required=True, allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    last_used_at = fields.AwareDateTime(required=True, allow_none=True)
+    revoked_at = fields.AwareDateTime(required=True, allow_none=True)
+
+
+class ApiKeyCreatedSchema(ApiKeySchema):
+    """A new API key with its secret, shown this once."""
+
+    secret = fields.String(required=True)
+
+
+class UserCreateSchema(Schema):
+    """What a network admin sends to invite a person."""
+
+    email = EmailAddressField(required=True, lower_case=True)
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _not_blank])
+    role = _role()
+    organisation_id = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=64)
+    )
+
+
+class UserSchema(Schema):
+    """An account as the API returns it (never its password)."""
+
+    id = fields.String(required=True)
+    email = fields.String(required=True)
+    name = fields.String(required=True)
+    role = fields.String(required=True)
+    organisation_id = fields.String(required=True, allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    password_set_at = fields.AwareDateTime(required=True, allow_none=True)
+
+
+class InvitedUserSchema(UserSchema):
+    """A new account and the token of its invitation (valid 7 days, once)."""
+
+    invitation_token = fields.String(
+        required=True,
+        metadata={"description": "Sent to `POST /api/v1/users/password` with a password."},
+    )
+
+
+class SetPasswordSchema(Schema):
+    """An invitation used: its token and the password chosen."""
+
+    token = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    password = fields.String(required=True, validate=validate.Length(min=12, max=1024))
+
+
+class CallerSchema(Schema):
+    """Who the credential of the request stands for."""
+
+    subject = fields.String(required=True)
+    role = fields.String(required=True)
+    organisation_id = fields.String(required=True, allow_none=True)
+    countries = fields.List(fields.String(), required=True)
+    via = fields.String(required=True)

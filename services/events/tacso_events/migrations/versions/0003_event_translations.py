@@ -1,7 +1,7 @@
 """Events in several languages: the language an event is written in, and its translations.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-29
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"  # MERGE-TODO: "0002" once the audit log migration lands
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
