@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Response, current_app, request
 from flask.views import MethodView
 
@@ -42,13 +40,13 @@ class EventList(MethodView):
     @public
     @blp.arguments(EventQuerySchema, location="query")
     @blp.response(200, EventPageSchema)
-    def get(self, args: dict[str, Any]) -> Response:
+    def get(self, query: operations.EventQuery) -> Response:
         """List published events by country, topics, type and time (public)."""
         cache = _events().listing_cache
         key = request.full_path
         body = cache.get(key)
         if body is None:
-            body = current_app.json.dumps(EventPageSchema().dump(self._page(args))).encode()
+            body = current_app.json.dumps(EventPageSchema().dump(self._page(query))).encode()
             cache.put(key, body)
         response = current_app.response_class(body, mimetype="application/json")
         response.cache_control.public = True
@@ -56,16 +54,9 @@ class EventList(MethodView):
         return response
 
     @staticmethod
-    def _page(args: dict[str, Any]) -> operations.EventPage:
-        flt = operations.EventFilter(
-            country=args.get("country"),
-            topics=tuple(args.get("topic") or ()),
-            type=args.get("type"),
-            ends_from=args.get("from_"),
-            starts_before=args.get("to"),
-        )
+    def _page(query: operations.EventQuery) -> operations.EventPage:
         with _events().sessions() as session:
-            return operations.list_events(session, flt, args["page"], args["page_size"])
+            return operations.list_events(session, query.filter, query.page, query.page_size)
 
     @require(COUNTRY_EDITOR)
     @blp.arguments(EventCreateSchema)

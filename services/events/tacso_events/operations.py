@@ -46,6 +46,15 @@ class EventFilter:
 
 
 @dataclass(frozen=True)
+class EventQuery:
+    """A client's question to the public list: which events, which page."""
+
+    filter: EventFilter
+    page: int = 1
+    page_size: int = 20
+
+
+@dataclass(frozen=True)
 class EventPage:
     """One page of a filtered list of events."""
 

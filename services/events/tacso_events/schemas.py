@@ -17,7 +17,7 @@ from marshmallow import (
 )
 
 from tacso_events.models import PUBLISHED, STATUSES, Event
-from tacso_events.operations import CreateEvent, event_url
+from tacso_events.operations import CreateEvent, EventFilter, EventQuery, event_url
 from tacso_shared.contracts import EventText, Venue
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, LANGUAGES, TOPICS
 from tacso_shared.web import AsciiInteger
@@ -269,6 +269,20 @@ class EventQuerySchema(Schema):
         start, end = data.get("from_"), data.get("to")
         if start is not None and end is not None and end <= start:
             raise ValidationError("Must be after from.", field_name="to")
+
+    @post_load
+    def _query(self, data: dict[str, Any], **_: Any) -> EventQuery:
+        return EventQuery(
+            EventFilter(
+                country=data.get("country"),
+                topics=tuple(data.get("topic") or ()),
+                type=data.get("type"),
+                ends_from=data.get("from_"),
+                starts_before=data.get("to"),
+            ),
+            data["page"],
+            data["page_size"],
+        )
 
 
 class EventPageSchema(Schema):
