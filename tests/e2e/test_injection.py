@@ -41,6 +41,7 @@ EXPECTED_HEADERS = {
     "x-tacso-kind",
     "x-tacso-organisation-id",
     "x-tacso-correlation-id",
+    "x-correlation-id",
     "precedence",
     "x-auto-response-suppress",
 }

@@ -221,3 +221,20 @@ class TestDotStuffing:
         (received,) = smtp_server.wait_for(1)
         expected = body if body.endswith(b"\r\n") else body + b"\r\n"
         assert received.data.split(b"\r\n\r\n", 1)[1] == expected
+
+
+class TestSmtpUtf8:
+    def test_a_server_that_gained_smtputf8_is_asked_again_on_a_fresh_connection(self) -> None:
+        with RecordingSMTPServer(smtputf8=False) as server:
+            mailer = SmtpMailer(SmtpSettings(host=server.host, port=server.port, timeout=10))
+            try:
+                mailer.send(MAIL_FROM, "plain@example.ba", message_to("plain@example.ba"))
+                with pytest.raises(PermanentSendError, match="SMTPUTF8"):
+                    mailer.send(MAIL_FROM, "žena@example.ba", b"To: x\r\n\r\nx\r\n", smtputf8=True)
+                # The server is reconfigured (same port); the old greeting no longer holds.
+                server.smtputf8 = True
+                server.restart()
+                mailer.send(MAIL_FROM, "žena@example.ba", b"To: x\r\n\r\nx\r\n", smtputf8=True)
+            finally:
+                mailer.close()
+            assert [m.rcpt_tos for m in server.messages][-1] == ("žena@example.ba",)

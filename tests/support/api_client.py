@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from support.waiting import wait_until
 
@@ -24,6 +26,14 @@ class ApiClient:
         self.timeout = timeout
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {admin_key}"
+        # gunicorn closes an idle keep-alive connection after a few seconds; a request sent on
+        # it at that moment meets "Remote end closed connection without response" before the
+        # server read it. Such a request is sent again on a fresh connection (POSTs too: it was
+        # never received).
+        retry = Retry(
+            total=3, connect=3, read=2, status=0, allowed_methods=None, backoff_factor=0.1
+        )
+        self.http.mount("http://", HTTPAdapter(max_retries=retry))
 
     def url(self, service: str, path: str) -> str:
         """The full URL of ``path`` on ``service``."""

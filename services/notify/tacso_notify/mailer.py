@@ -154,7 +154,12 @@ class SmtpMailer:
                 _transmit(smtp, mail_from, recipient, message, smtputf8)
                 return
             except SmtpUtf8Unsupported:
-                raise
+                # The extensions are those of this connection's greeting: a connection opened
+                # before the server changed (or dropped by it since) may be out of date. Ask a
+                # fresh one before failing the delivery.
+                self.close()
+                if attempt == 2:
+                    raise
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = exc.recipients.get(recipient, (550, b"recipient refused"))
                 self._reset_after_refusal(smtp)
