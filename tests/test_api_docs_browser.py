@@ -20,9 +20,13 @@ from flask import Flask
 CHROMIUM = shutil.which("chromium")
 SERVICES = ("registry", "events", "notify")
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (tests/ensure_tools.sh installs it)"
-)
+pytestmark = [
+    # Not a unit test: it drives a real Chromium process (make unit stays quick).
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (tests/ensure_tools.sh installs it)"
+    ),
+]
 
 
 def service_app(service: str, env: dict[str, str]) -> Flask:

@@ -36,6 +36,9 @@ from tacso_registry.schemas import OrganisationCreateSchema
 from tacso_shared.contracts import EventPublished
 from tacso_shared.vocabulary import LANGUAGES
 
+# Not a unit test: real SMTP servers and a property test of 40 fan-outs (make unit stays quick).
+pytestmark = pytest.mark.integration
+
 SENDER = Sender(address="events@tacso.example", name="TACSO Events")
 
 #: Every header notify writes; anything else in a received message was injected.

@@ -9,7 +9,9 @@ needs no outside service:
 - ``unit``: no broker, no database server, no process of ours started. SQLite files, in-process
   SMTP and HTTP servers on 127.0.0.1 are fine: they live and die inside the test process.
 - ``integration``: needs RabbitMQ or PostgreSQL (it uses one of :data:`INFRASTRUCTURE_FIXTURES`,
-  directly or through another fixture, or is marked ``postgres``).
+  directly or through another fixture, or is marked ``postgres``), or puts several real parts
+  together: ``tests/authz`` (the three services with real tokens), a module marked so (a real
+  browser, real SMTP servers).
 - ``e2e``: ``tests/e2e`` (the real processes) and ``tests/compose`` (the docker compose stack).
 - ``faults``: ``tests/faults``, the fault suite.
 
@@ -32,7 +34,7 @@ from support.smtp import RecordingSMTPServer
 KINDS = ("unit", "integration", "e2e", "faults")
 #: Fixtures that reach RabbitMQ or PostgreSQL: a test using any of them is an integration test.
 INFRASTRUCTURE_FIXTURES = frozenset({"amqp_url", "postgres_registry"})
-_FOLDER_KINDS = {"e2e": "e2e", "compose": "e2e", "faults": "faults"}
+_FOLDER_KINDS = {"e2e": "e2e", "compose": "e2e", "faults": "faults", "authz": "integration"}
 
 
 def kind_of(item: pytest.Item) -> str:
