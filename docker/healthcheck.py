@@ -11,8 +11,10 @@ It reads the command of PID 1 (the process the container was started with):
   ledger for that (docs/operations.md);
 - anything else (``migrate``, ``seed``, a shell): healthy while it runs.
 
-The port and the broker's URL come from the service's own ``load_settings`` (the same
-environment, read the same way as the process being checked), never from defaults of its own.
+The port and the broker's URL are read by the same ``CommonSettings.load`` the process used,
+with the service's own name and default port (``tacso_<svc>.SERVICE``/``DEFAULT_PORT``), never
+from defaults of its own. Only those light modules are imported: a check that imported the whole
+service (tokens, crypto, templates) took seconds under load and timed out.
 
 Exit 0 when healthy, 1 otherwise (Docker's HEALTHCHECK contract). Cheap: no database access.
 """
@@ -45,8 +47,11 @@ def service_of(args: list[str]) -> str | None:
 
 
 def common_settings(service: str) -> Any:
-    """The service's common settings, read by its own ``load_settings``."""
-    return importlib.import_module(f"tacso_{service}.bootstrap").load_settings().common
+    """The service's common settings, read as its own ``load_settings`` reads them."""
+    from tacso_shared.config import CommonSettings
+
+    package = importlib.import_module(f"tacso_{service}")
+    return CommonSettings.load(package.SERVICE, package.DEFAULT_PORT, os.environ)
 
 
 def check_http(service: str) -> bool:

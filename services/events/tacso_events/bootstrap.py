@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tacso_events import DEFAULT_PORT, SERVICE
 from tacso_events.listing_cache import ListingCache
 from tacso_events.models import outbox
 from tacso_events.registry_client import HttpRegistryClient, RegistryClient
@@ -17,8 +18,6 @@ from tacso_shared.config import CommonSettings, env_float, env_str
 from tacso_shared.db import make_engine, make_session_factory, migrate
 from tacso_shared.outbox import OutboxRelay
 
-SERVICE = "events"
-DEFAULT_PORT = 5002
 DEFAULT_REGISTRY_URL = "http://localhost:5001"
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tacso_notify import DEFAULT_PORT, SERVICE
 from tacso_notify.domain import Sender
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.mailer import SmtpSettings
@@ -19,8 +20,6 @@ from tacso_shared.config import CommonSettings, ConfigError, env_bool, env_float
 from tacso_shared.db import make_engine, make_session_factory, migrate
 from tacso_shared.topology import DEFAULT_RETRY_DELAYS
 
-SERVICE = "notify"
-DEFAULT_PORT = 5003
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tacso_registry import accounts, signing
+from tacso_registry import DEFAULT_PORT, SERVICE, accounts, signing
 from tacso_registry.models import outbox
 from tacso_shared.auth import Authentication
 from tacso_shared.config import CommonSettings
@@ -18,8 +18,6 @@ from tacso_shared.db import make_engine, make_session_factory, migrate, transact
 from tacso_shared.identity import Caller, KeySet, TokenVerifier, audience_of
 from tacso_shared.outbox import OutboxRelay
 
-SERVICE = "registry"
-DEFAULT_PORT = 5001
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Seconds registry trusts its own key set read from the database (a retired key stops soon).
 OWN_KEYS_SECONDS = 10.0
