@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from tacso_shared.links import DEVELOPMENT_LINK_KEY, link_keys
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672//"
 
 
@@ -128,6 +130,10 @@ class CommonSettings:
     audit_retention_days: int = 365
     #: Where rate limits count and how much they allow (``RATE_LIMIT_*``).
     rate_limits: RateLimitSettings = RateLimitSettings()
+    #: ``LINK_SIGNING_KEYS``: the keys of personal links in mail (first signs, all accepted).
+    link_signing_keys: tuple[str, ...] = (DEVELOPMENT_LINK_KEY,)
+    #: ``REGISTRY_PUBLIC_URL``: where people reach registry's pages (preferences, sign-up).
+    registry_public_url: str = "http://localhost:5001"
 
     @property
     def service_credential(self) -> str | None:
@@ -178,6 +184,8 @@ class CommonSettings:
             token_ttl_seconds=env_int(env, "TOKEN_TTL_SECONDS", 900),
             audit_retention_days=env_int(env, "AUDIT_RETENTION_DAYS", 365),
             rate_limits=RateLimitSettings.load(env),
+            link_signing_keys=link_keys(env),
+            registry_public_url=env_str(env, "REGISTRY_PUBLIC_URL", registry_url).rstrip("/"),
         )
 
 

@@ -20,7 +20,17 @@ from tacso_shared.envelope import Envelope, PoisonMessage
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, LANGUAGES, ORGANISATION_KINDS, TOPICS
 
 ORGANISATION_REGISTERED = "org.tacso.registry.organisation.registered.v1"
+ORGANISATION_UPDATED = "org.tacso.registry.organisation.updated.v1"
+ORGANISATION_ERASED = "org.tacso.registry.organisation.erased.v1"
 EVENT_PUBLISHED = "org.tacso.events.event.published.v1"
+EVENT_UPDATED = "org.tacso.events.event.updated.v1"
+EVENT_CANCELLED = "org.tacso.events.event.cancelled.v1"
+REMINDER_DUE = "org.tacso.events.registration.reminder.v1"
+
+#: What a registration can become. ``declined`` is an invitee's "I can't attend": it holds no seat.
+REGISTRATION_STATUSES = ("confirmed", "waitlisted", "offered", "expired", "cancelled", "declined")
+#: The fields of an event whose change is *material*: it bumps the revision and tells everyone.
+MATERIAL_FIELDS = ("starts_at", "ends_at", "venue", "online_url")
 
 _country = validate.OneOf(sorted(COUNTRIES))
 _topic = fields.String(validate=validate.OneOf(sorted(TOPICS)))
@@ -89,6 +99,105 @@ class EventPublished:
             if text.language == language:
                 return text
         return EventText(self.language, self.title, self.description)
+
+
+@dataclass(frozen=True)
+class OrganisationUpdated:
+    """An organisation's profile changed (the whole new profile; ``active`` false = deactivated)."""
+
+    organisation_id: str
+    name: str
+    kind: str
+    country: str
+    email: str
+    language: str
+    topics: tuple[str, ...]
+    active: bool = True
+    mailing_consent: bool = True
+
+
+@dataclass(frozen=True)
+class OrganisationErased:
+    """An organisation was erased: its personal data is gone and must be redacted everywhere."""
+
+    organisation_id: str
+    country: str
+    #: The addresses it had (so a consumer can redact them in what it keeps), never republished.
+    emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EventUpdated:
+    """A published event changed materially; ``event`` is the new state (its revision grew)."""
+
+    event: EventPublished
+    #: The material fields that changed (a subset of :data:`MATERIAL_FIELDS`).
+    changed: tuple[str, ...]
+    previous_starts_at: datetime
+    previous_ends_at: datetime
+    previous_venue: Venue | None = None
+    previous_online_url: str | None = None
+
+    @property
+    def country(self) -> str:
+        return self.event.country
+
+
+@dataclass(frozen=True)
+class EventCancelled:
+    """A published event was cancelled; ``event`` is its last state (revision bumped)."""
+
+    event: EventPublished
+    reason: str
+    cancelled_at: datetime
+
+    @property
+    def country(self) -> str:
+        return self.event.country
+
+
+@dataclass(frozen=True)
+class RegistrationChanged:
+    """A registration reached a status: one message per status change.
+
+    ``sequence`` counts the registration's status changes (1 for the first): (registration_id,
+    sequence) identifies the change, so a consumer sends its mail once per change.
+    """
+
+    registration_id: str
+    organisation_id: str
+    status: str
+    seats: int
+    sequence: int
+    changed_at: datetime
+    #: The event as it is now (its country is the routing key's).
+    event: EventPublished
+    #: 1-based place in the waitlist (``waitlisted`` only).
+    position: int | None = None
+    #: The end of the claim window (``offered`` only).
+    offer_expires_at: datetime | None = None
+    note: str | None = None
+
+    @property
+    def country(self) -> str:
+        return self.event.country
+
+
+@dataclass(frozen=True)
+class ReminderDue:
+    """A reminder to a confirmed registrant is due ``offset`` before the event starts."""
+
+    registration_id: str
+    organisation_id: str
+    #: As configured (``7d``, ``1d``, ``30s``): with the revision, keys the reminder in the ledger.
+    offset: str
+    due_at: datetime
+    event: EventPublished
+    seats: int = 1
+
+    @property
+    def country(self) -> str:
+        return self.event.country
 
 
 class OrganisationRegisteredV1(Schema):
@@ -162,6 +271,101 @@ class EventPublishedV1(Schema):
         )
 
 
+class OrganisationUpdatedV1(Schema):
+    """``org.tacso.registry.organisation.updated.v1``: loads :class:`OrganisationUpdated`."""
+
+    organisation_id = fields.String(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(ORGANISATION_KINDS))
+    country = fields.String(required=True, validate=_country)
+    email = EmailAddressField(required=True)
+    language = fields.String(required=True, validate=validate.OneOf(sorted(LANGUAGES)))
+    topics = fields.List(_topic, required=True)
+    active = fields.Boolean(load_default=True)
+    mailing_consent = fields.Boolean(load_default=True)
+
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> OrganisationUpdated:
+        return OrganisationUpdated(**{**data, "topics": tuple(data["topics"])})
+
+
+class OrganisationErasedV1(Schema):
+    """``org.tacso.registry.organisation.erased.v1``: loads :class:`OrganisationErased`."""
+
+    organisation_id = fields.String(required=True)
+    country = fields.String(required=True, validate=_country)
+    emails = fields.List(fields.String(), load_default=list)
+
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> OrganisationErased:
+        return OrganisationErased(**{**data, "emails": tuple(data["emails"])})
+
+
+class EventUpdatedV1(Schema):
+    """``org.tacso.events.event.updated.v1``: loads :class:`EventUpdated`."""
+
+    event = fields.Nested(EventPublishedV1, required=True)
+    changed = fields.List(
+        fields.String(validate=validate.OneOf(MATERIAL_FIELDS)),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    previous_starts_at = fields.AwareDateTime(required=True)
+    previous_ends_at = fields.AwareDateTime(required=True)
+    previous_venue = fields.Nested(VenueV1, load_default=None, allow_none=True)
+    previous_online_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
+
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> EventUpdated:
+        return EventUpdated(**{**data, "changed": tuple(data["changed"])})
+
+
+class EventCancelledV1(Schema):
+    """``org.tacso.events.event.cancelled.v1``: loads :class:`EventCancelled`."""
+
+    event = fields.Nested(EventPublishedV1, required=True)
+    reason = fields.String(required=True)
+    cancelled_at = fields.AwareDateTime(required=True)
+
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> EventCancelled:
+        return EventCancelled(**data)
+
+
+class RegistrationChangedV1(Schema):
+    """``org.tacso.events.registration.<status>.v1``: loads :class:`RegistrationChanged`."""
+
+    registration_id = fields.String(required=True)
+    organisation_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(REGISTRATION_STATUSES))
+    seats = fields.Integer(required=True, validate=validate.Range(min=0))
+    sequence = fields.Integer(required=True, validate=validate.Range(min=1))
+    changed_at = fields.AwareDateTime(required=True)
+    event = fields.Nested(EventPublishedV1, required=True)
+    position = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    offer_expires_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    note = fields.String(load_default=None, allow_none=True)
+
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> RegistrationChanged:
+        return RegistrationChanged(**data)
+
+
+class ReminderDueV1(Schema):
+    """``org.tacso.events.registration.reminder.v1``: loads :class:`ReminderDue`."""
+
+    registration_id = fields.String(required=True)
+    organisation_id = fields.String(required=True)
+    offset = fields.String(required=True, validate=validate.Regexp(r"^[1-9][0-9]*[smhd]$"))
+    due_at = fields.AwareDateTime(required=True)
+    event = fields.Nested(EventPublishedV1, required=True)
+    seats = fields.Integer(load_default=1, validate=validate.Range(min=0))
+
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> ReminderDue:
+        return ReminderDue(**data)
+
+
 class CountryMessage(Protocol):
     """What every integration message has: the country its routing key carries."""
 
@@ -182,7 +386,12 @@ class Contract(Generic[M]):
     routing_key_prefix: str
 
     def routing_key(self, message: M) -> str:
-        """``<prefix>.<country>``: consumers can bind to one country or to all (``*``)."""
+        """``<prefix>.<country>``: consumers can bind to one country or to all (``*``).
+
+        A registration's prefix names its status: ``registration.<status>.<country>``.
+        """
+        if isinstance(message, RegistrationChanged):
+            return f"registration.{message.status}.{message.country}"
         return f"{self.routing_key_prefix}.{message.country}"
 
     def dump(self, message: M) -> dict[str, Any]:
@@ -210,16 +419,59 @@ ORGANISATION_REGISTERED_V1: Contract[OrganisationRegistered] = Contract(
     OrganisationRegisteredV1,
     "organisation.registered",
 )
+ORGANISATION_UPDATED_V1: Contract[OrganisationUpdated] = Contract(
+    ORGANISATION_UPDATED, OrganisationUpdated, OrganisationUpdatedV1, "organisation.updated"
+)
+ORGANISATION_ERASED_V1: Contract[OrganisationErased] = Contract(
+    ORGANISATION_ERASED, OrganisationErased, OrganisationErasedV1, "organisation.erased"
+)
 EVENT_PUBLISHED_V1: Contract[EventPublished] = Contract(
     EVENT_PUBLISHED, EventPublished, EventPublishedV1, "event.published"
 )
+EVENT_UPDATED_V1: Contract[EventUpdated] = Contract(
+    EVENT_UPDATED, EventUpdated, EventUpdatedV1, "event.updated"
+)
+EVENT_CANCELLED_V1: Contract[EventCancelled] = Contract(
+    EVENT_CANCELLED, EventCancelled, EventCancelledV1, "event.cancelled"
+)
+#: One type per status (``org.tacso.events.registration.confirmed.v1``...), one message class.
+REGISTRATION_CHANGED_V1: dict[str, Contract[RegistrationChanged]] = {
+    status: Contract(
+        f"org.tacso.events.registration.{status}.v1",
+        RegistrationChanged,
+        RegistrationChangedV1,
+        "registration.*",
+    )
+    for status in REGISTRATION_STATUSES
+}
+REMINDER_DUE_V1: Contract[ReminderDue] = Contract(
+    REMINDER_DUE, ReminderDue, ReminderDueV1, "registration.reminder"
+)
 
 #: Every integration contract by its type name.
-CONTRACTS: dict[str, Contract[Any]] = {
-    c.type: c for c in (ORGANISATION_REGISTERED_V1, EVENT_PUBLISHED_V1)
+_ALL: tuple[Contract[Any], ...] = (
+    ORGANISATION_REGISTERED_V1,
+    ORGANISATION_UPDATED_V1,
+    ORGANISATION_ERASED_V1,
+    EVENT_PUBLISHED_V1,
+    EVENT_UPDATED_V1,
+    EVENT_CANCELLED_V1,
+    *REGISTRATION_CHANGED_V1.values(),
+    REMINDER_DUE_V1,
+)
+CONTRACTS: dict[str, Contract[Any]] = {c.type: c for c in _ALL}
+#: The contract of each message class (a publisher hands over the message, not its type name);
+#: a registration's contract depends on its status (:func:`contract_of`).
+CONTRACT_OF: dict[type, Contract[Any]] = {
+    c.message: c for c in CONTRACTS.values() if c.message is not RegistrationChanged
 }
-#: The contract of each message class (a publisher hands over the message, not its type name).
-CONTRACT_OF: dict[type, Contract[Any]] = {c.message: c for c in CONTRACTS.values()}
+
+
+def contract_of(message: CountryMessage) -> Contract[Any]:
+    """The contract ``message`` travels under."""
+    if isinstance(message, RegistrationChanged):
+        return REGISTRATION_CHANGED_V1[message.status]
+    return CONTRACT_OF[type(message)]
 
 
 def envelope_of(
@@ -229,7 +481,7 @@ def envelope_of(
     correlation_id: str | None = None,
 ) -> Envelope:
     """The envelope carrying ``message`` (validated against its contract)."""
-    contract = CONTRACT_OF[type(message)]
+    contract = contract_of(message)
     return Envelope(
         type=contract.type,
         source=source,

@@ -89,3 +89,61 @@ class TestContracts:
 def test_absurdly_nested_json_is_poison_not_a_crash() -> None:
     with pytest.raises(PoisonMessage):
         parse_envelope(b"[" * 100_000)
+
+
+def _lifecycle_messages() -> list[Any]:
+    from datetime import timedelta
+
+    from tacso_shared.contracts import (
+        EventCancelled,
+        EventPublished,
+        EventUpdated,
+        OrganisationErased,
+        OrganisationUpdated,
+        RegistrationChanged,
+        ReminderDue,
+        Venue,
+    )
+
+    event = EVENT_PUBLISHED_V1.load(event_data())
+    assert isinstance(event, EventPublished)
+    when = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    return [
+        OrganisationUpdated("o1", "Name", "cso", "BA", "a@example.org", "bs", ("youth",)),
+        OrganisationErased("o1", "BA", ("a@example.org",)),
+        EventUpdated(
+            event, ("starts_at", "venue"), when, when + timedelta(hours=2), Venue("V", "C")
+        ),
+        EventCancelled(event, "the venue flooded", when),
+        RegistrationChanged("r1", "o1", "waitlisted", 2, 3, when, event, position=4),
+        RegistrationChanged("r1", "o1", "offered", 2, 4, when, event, offer_expires_at=when),
+        ReminderDue("r1", "o1", "1d", when, event, seats=2),
+    ]
+
+
+def test_every_lifecycle_message_survives_its_envelope_and_routes_by_country() -> None:
+    from tacso_shared.contracts import envelope_of, load_data
+
+    keys = []
+    for message in _lifecycle_messages():
+        envelope = parse_envelope(envelope_of(message, "/tests").to_json())
+        assert load_data(envelope) == message
+        keys.append((envelope.type.rsplit(".", 2)[-2], message.country))
+    assert keys[4] == ("waitlisted", "BA") and keys[5] == ("offered", "BA")
+
+
+def test_a_registration_routes_by_its_status() -> None:
+    from tacso_shared.contracts import contract_of
+
+    registration = _lifecycle_messages()[4]
+    contract = contract_of(registration)
+    assert contract.type == "org.tacso.events.registration.waitlisted.v1"
+    assert contract.routing_key(registration) == "registration.waitlisted.BA"
+
+
+def test_an_update_must_name_a_material_change() -> None:
+    from tacso_shared.contracts import EVENT_UPDATED_V1
+
+    data = EVENT_UPDATED_V1.dump(_lifecycle_messages()[2])
+    with pytest.raises(ValueError, match="changed"):
+        EVENT_UPDATED_V1.load({**data, "changed": ["description"]})
