@@ -67,20 +67,29 @@ bench: $(STAMP)
 	bench/ensure_tools.sh
 	BENCH_N=$(BENCH_N) $(BIN)/python -m bench
 
-# Translations of notify's mail (docs/translations.md): extract the messages from the templates
-# and code, merge them into every catalog, check that every catalog compiles.
-I18N := services/notify/tacso_notify/translations
+# Translations (docs/translations.md): for every service with catalogs (I18N_SERVICES), extract the
+# messages from its templates and code (and the shared vocabulary labels), merge them into every
+# catalog, check that every catalog compiles. `make i18n-update I18N_SERVICES=events` does one.
+I18N_SERVICES ?= $(patsubst services/%/babel.cfg,%,$(wildcard services/*/babel.cfg))
 i18n-extract: $(STAMP)
-	$(BIN)/pybabel extract -F services/notify/babel.cfg -k N_ -k _ --no-location --sort-output \
-	  --project "TACSO notify" --copyright-holder TACSO --msgid-bugs-address events@tacso.local \
-	  -o $(I18N)/messages.pot services/notify/tacso_notify
+	@for s in $(I18N_SERVICES); do \
+	  $(BIN)/pybabel extract -F services/$$s/babel.cfg -k N_ -k _ --no-location --sort-output \
+	    --project "TACSO $$s" --copyright-holder TACSO --msgid-bugs-address events@tacso.local \
+	    -o services/$$s/tacso_$$s/translations/messages.pot services/$$s/tacso_$$s \
+	    shared/tacso_shared/i18n.py || exit 1; \
+	done
 
 i18n-update: i18n-extract
-	$(BIN)/pybabel update -i $(I18N)/messages.pot -d $(I18N) --no-fuzzy-matching \
-	  --ignore-obsolete --width 100
+	@for s in $(I18N_SERVICES); do \
+	  $(BIN)/pybabel update -i services/$$s/tacso_$$s/translations/messages.pot \
+	    -d services/$$s/tacso_$$s/translations --no-fuzzy-matching --ignore-obsolete --width 100 \
+	    || exit 1; \
+	done
 
 i18n-compile: $(STAMP)
-	$(BIN)/pybabel compile -d $(I18N) --statistics
+	@for s in $(I18N_SERVICES); do \
+	  $(BIN)/pybabel compile -d services/$$s/tacso_$$s/translations --statistics || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

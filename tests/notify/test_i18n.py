@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract_from_dir, extract_from_file
 from babel.messages.pofile import read_po
 
+import tacso_shared.i18n
 from support.messages import event_published
 from tacso_notify.domain import MessageKind, Recipient, Sender
 from tacso_notify.i18n import CATALOGS, LOCALES, TRANSLATIONS, format_when
@@ -33,7 +34,9 @@ def extracted_messages() -> set[str]:
     found = extract_from_dir(
         str(NOTIFY), method_map, options, keywords={"_": None, "N_": None, "gettext": None}
     )
-    return {message for _, _, message, _, _ in found if isinstance(message, str)}
+    shared = extract_from_file("python", tacso_shared.i18n.__file__, keywords={"N_": None})
+    messages = [message for _, _, message, _, _ in found] + [m for _, m, _, _ in shared]
+    return {message for message in messages if isinstance(message, str)}
 
 
 def event(**changes: Any) -> EventPublished:
