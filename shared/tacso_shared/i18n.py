@@ -95,8 +95,19 @@ def negotiate(chosen: str | None, accept_language: str | None) -> str:
         return str(chosen)
     if not accept_language:
         return DEFAULT_LANGUAGE
-    accepted = parse_accept_header(accept_language, LanguageAccept)
-    return accepted.best_match(list(LOCALES), default=DEFAULT_LANGUAGE)
+    ours = {code.lower(): code for code in LOCALES}
+    # RFC 4647 lookup: the best-rated tag first, each cut down a subtag at a time
+    # (sr-Latn-RS, sr-Latn, sr); Montenegro's browsers may say sr-ME, which finds Serbian.
+    for tag, quality in parse_accept_header(accept_language, LanguageAccept):
+        if quality <= 0:
+            continue
+        parts = tag.lower().replace("_", "-").split("-")
+        while parts:
+            found = ours.get("-".join(parts))
+            if found is not None:
+                return found
+            parts.pop()
+    return DEFAULT_LANGUAGE
 
 
 class Catalog:
