@@ -9,6 +9,7 @@ It reads the command of PID 1 (the process the container was started with):
   several nodes separated by ``;``) one node that answers is enough: the process fails over to it.
   It does not detect a process that is alive and connected but stuck; watch queue depth and the
   ledger for that (docs/operations.md);
+- ``tacso-events scheduler``: its database accepts a connection and answers a query;
 - anything else (``migrate``, ``seed``, a shell): healthy while it runs.
 
 The port and the broker's URL are read by the same ``CommonSettings.load`` the process used,
@@ -70,6 +71,20 @@ def check_broker(service: str) -> bool:
         return bool(connection.connected)
 
 
+def check_database(service: str) -> bool:
+    # The scheduler's work is in its database: healthy while the database answers.
+    from sqlalchemy import text
+
+    from tacso_shared.db import make_engine
+
+    engine = make_engine(common_settings(service).database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
 def main() -> int:
     args = pid1_args()
     service = service_of(args)
@@ -80,6 +95,8 @@ def main() -> int:
             return 0 if check_http(service) else 1
         if "worker" in args or "relay" in args:
             return 0 if check_broker(service) else 1
+        if "scheduler" in args:
+            return 0 if check_database(service) else 1
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy; say why
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1

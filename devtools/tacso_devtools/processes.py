@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["api", "relay", "worker", "migrate", "seed"]
+Role = Literal["api", "relay", "worker", "scheduler", "migrate", "seed"]
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,15 @@ SETUP: tuple[Process, ...] = (
     Process("notify-migrate", "notify", ("tacso-notify", "migrate"), "migrate"),
 )
 
-#: The long-running processes: three APIs, two outbox relays, two notify workers.
+#: The long-running processes: three APIs, two outbox relays, events' scheduler, two notify
+#: workers.
 PROCESSES: tuple[Process, ...] = (
     _api("registry"),
     _api("events"),
     _api("notify"),
     _relay("registry"),
     _relay("events"),
+    Process("events-scheduler", "events", ("tacso-events", "scheduler"), "scheduler"),
     _worker("invitations"),
     _worker("press_notices"),
 )

@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from support.infra import postgres_databases
 from tacso_events.app import create_app
 from tacso_events.bootstrap import (
     Events,
@@ -187,3 +188,25 @@ def unused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_events(
+    request: pytest.FixtureRequest, tmp_path: Path, fake_registry: FakeRegistry
+) -> Iterator[Events]:
+    """The events service on a migrated SQLite file, then on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        settings = events_settings(tmp_path)
+        apply_migrations(settings.common)
+        wired = bootstrap(settings, registry=fake_registry)
+        yield wired
+        wired.engine.dispose()
+        return
+    with postgres_databases("events") as urls:
+        settings = events_settings(tmp_path, EVENTS_DATABASE_URL=urls["events"])
+        apply_migrations(settings.common)
+        wired = bootstrap(settings, registry=fake_registry)
+        try:
+            yield wired
+        finally:
+            wired.engine.dispose()

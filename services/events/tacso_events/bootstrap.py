@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -13,8 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from tacso_events import DEFAULT_PORT, SERVICE
 from tacso_events.listing_cache import ListingCache
 from tacso_events.models import outbox
+from tacso_events.registrations import (
+    DEFAULT_CLAIM_HOURS,
+    DEFAULT_MAX_SEATS,
+    DEFAULT_REMINDER_OFFSETS,
+    Policy,
+    ReminderOffset,
+    parse_reminder_offsets,
+)
 from tacso_events.registry_client import HttpRegistryClient, RegistryClient
-from tacso_shared.config import CommonSettings, env_float, env_str
+from tacso_events.scheduler import Scheduler
+from tacso_shared.config import CommonSettings, ConfigError, env_float, env_int, env_str
 from tacso_shared.db import make_engine, make_session_factory, migrate
 from tacso_shared.outbox import OutboxRelay
 
@@ -30,6 +40,16 @@ class EventsSettings:
     registry_url: str = DEFAULT_REGISTRY_URL
     #: Seconds a public listing may be served from memory (``LISTING_CACHE_SECONDS``).
     listing_cache_seconds: float = 1.0
+    #: Hours a freed seat is held for the organisation it is offered to (``WAITLIST_CLAIM_HOURS``).
+    waitlist_claim_hours: float = DEFAULT_CLAIM_HOURS
+    #: Most seats one organisation may register (``MAX_SEATS_PER_ORGANISATION``).
+    max_seats_per_organisation: int = DEFAULT_MAX_SEATS
+    #: When reminders are due before an event (``REMINDER_OFFSETS``, e.g. ``7d,1d``).
+    reminder_offsets: tuple[ReminderOffset, ...] = field(
+        default_factory=lambda: parse_reminder_offsets(DEFAULT_REMINDER_OFFSETS)
+    )
+    #: Seconds between the scheduler's polls for due jobs (``SCHEDULER_POLL_INTERVAL``).
+    scheduler_poll_interval: float = 1.0
 
 
 @dataclass
@@ -46,15 +66,44 @@ class Events:
         """The outbox relay for this database."""
         return OutboxRelay.from_settings(self.engine, outbox, self.settings.common)
 
+    @property
+    def policy(self) -> Policy:
+        """The rules registrations follow (seats, claim window, reminders)."""
+        settings = self.settings
+        return Policy(
+            public_base_url=settings.common.public_base_url,
+            claim_window=timedelta(hours=settings.waitlist_claim_hours),
+            max_seats=settings.max_seats_per_organisation,
+            reminder_offsets=settings.reminder_offsets,
+        )
+
+    def scheduler(self) -> Scheduler:
+        """The durable scheduler for this database (offer expiry, reminders)."""
+        return Scheduler(
+            self.sessions, self.policy, poll_interval=self.settings.scheduler_poll_interval
+        )
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> EventsSettings:
     """The events service's settings from ``env`` (default: the environment)."""
     env = os.environ if env is None else env
     registry_url = env_str(env, "REGISTRY_URL", DEFAULT_REGISTRY_URL).rstrip("/")
+    claim_hours = env_float(env, "WAITLIST_CLAIM_HOURS", DEFAULT_CLAIM_HOURS)
+    if not 0 < claim_hours <= 24 * 365:
+        raise ConfigError("WAITLIST_CLAIM_HOURS must be more than 0 and at most 8760")
+    max_seats = env_int(env, "MAX_SEATS_PER_ORGANISATION", DEFAULT_MAX_SEATS)
+    if not 1 <= max_seats <= 1000:
+        raise ConfigError("MAX_SEATS_PER_ORGANISATION must be between 1 and 1000")
     return EventsSettings(
         common=CommonSettings.load(SERVICE, DEFAULT_PORT, env),
         registry_url=registry_url,
         listing_cache_seconds=env_float(env, "LISTING_CACHE_SECONDS", 1.0),
+        waitlist_claim_hours=claim_hours,
+        max_seats_per_organisation=max_seats,
+        reminder_offsets=parse_reminder_offsets(
+            env.get("REMINDER_OFFSETS", DEFAULT_REMINDER_OFFSETS)
+        ),
+        scheduler_poll_interval=env_float(env, "SCHEDULER_POLL_INTERVAL", 1.0),
     )
 
 

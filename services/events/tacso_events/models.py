@@ -1,4 +1,4 @@
-"""The events service's tables: events, their topics, and the outbox."""
+"""The events service's tables: events, their topics, registrations, scheduled jobs, the outbox."""
 
 from __future__ import annotations
 
@@ -79,6 +79,67 @@ class EventTopic(Base):
         sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
     )
     topic: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+
+
+#: What a registration can be (the same as ``tacso_shared.contracts.REGISTRATION_STATUSES``).
+CONFIRMED = "confirmed"
+WAITLISTED = "waitlisted"
+OFFERED = "offered"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+DECLINED = "declined"
+REGISTRATION_STATUSES = (CONFIRMED, WAITLISTED, OFFERED, EXPIRED, CANCELLED, DECLINED)
+#: The statuses that hold (or wait for) seats: an organisation has one such registration at most.
+ACTIVE_STATUSES = (CONFIRMED, WAITLISTED, OFFERED)
+
+
+class Registration(Base):
+    """An organisation's place at an event: confirmed, on the waitlist, offered a freed seat...
+
+    One row per (event, organisation): a cancelled or declined registration is the same row
+    when the organisation answers again. ``sequence`` counts its status changes.
+    """
+
+    __tablename__ = "registrations"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "organisation_id", name="uq_registrations_event_org"),
+        sa.Index("ix_registrations_event_status_order", "event_id", "status", "waitlist_order"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.ForeignKey("events.id", ondelete="CASCADE"))
+    organisation_id: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    seats: Mapped[int] = mapped_column(sa.Integer)
+    note: Mapped[str | None] = mapped_column(sa.String(500))
+    #: Arrival order on the waitlist (set when waitlisted; lower goes first).
+    waitlist_order: Mapped[int | None] = mapped_column(sa.Integer)
+    #: The end of the claim window while ``offered``.
+    offer_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sequence: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ScheduledJob(Base):
+    """Work due at a time (an offer's expiry, a reminder): a row, so it survives restarts.
+
+    ``key`` names the job's purpose (``offer_expiry:<registration>``), so scheduling it again
+    replaces it. ``locked_until`` is the claim of a scheduler (and, after a failure, the time of
+    the next attempt).
+    """
+
+    __tablename__ = "scheduled_jobs"
+    __table_args__ = (sa.Index("ix_scheduled_jobs_due_at", "due_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
 
 
 outbox = outbox_table(Base.metadata)
