@@ -44,6 +44,8 @@ def test_create_published_event_returns_it(
     assert body["status"] == "published"
     assert body["revision"] == 1
     assert body["url"] == f"https://events.tacso.example.org/api/v1/events/{body['id']}"
+    assert body["page_url"] == f"https://events.tacso.example.org/events/{body['id']}"
+    assert (body["seats_taken"], body["seats_left"], body["waitlist_length"]) == (0, 120, 0)
     assert body["published_at"] is not None
     assert body["created_at"].endswith("+00:00")
     assert body["updated_at"].endswith("+00:00")

@@ -74,7 +74,7 @@ def test_a_published_event_writes_one_valid_message(
     assert data.organiser_id == centre.id
     assert data.organiser_name == centre.name
     assert data.organiser_email == centre.email
-    assert data.url == event["url"]
+    assert data.url == event["page_url"], "mail links to the page people read, not the JSON"
     assert set(envelope.data) == {f.name for f in dataclasses.fields(data)}
 
 

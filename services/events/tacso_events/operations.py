@@ -65,7 +65,12 @@ class EventPage:
 
 
 def event_url(public_base_url: str, event_id: str) -> str:
-    """Where the event can be read through the public API."""
+    """The event's public HTML page: where people read it (``EventPublished.url``)."""
+    return f"{public_base_url.rstrip('/')}/events/{event_id}"
+
+
+def api_url(public_base_url: str, event_id: str) -> str:
+    """Where the event can be read through the public JSON API (the API's ``url`` field)."""
     return f"{public_base_url.rstrip('/')}/api/v1/events/{event_id}"
 
 

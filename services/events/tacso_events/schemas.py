@@ -11,13 +11,22 @@ from marshmallow import (
     ValidationError,
     fields,
     post_load,
+    pre_dump,
     validate,
     validates,
     validates_schema,
 )
 
 from tacso_events.models import PUBLISHED, STATUSES, Event
-from tacso_events.operations import CreateEvent, EventFilter, EventQuery, event_url
+from tacso_events.operations import (
+    CreateEvent,
+    EventFilter,
+    EventPage,
+    EventQuery,
+    api_url,
+    event_url,
+)
+from tacso_events.registrations import Occupancy, occupancies, occupancy
 from tacso_shared.contracts import EventText, Venue
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, LANGUAGES, TOPICS
 from tacso_shared.web import AsciiInteger
@@ -202,7 +211,25 @@ class VenueOutSchema(Schema):
 
 def _public_url(event: Event) -> str:
     events = current_app.extensions["tacso_events"]
+    return api_url(events.settings.common.public_base_url, event.id)
+
+
+def _page_url(event: Event) -> str:
+    events = current_app.extensions["tacso_events"]
     return event_url(events.settings.common.public_base_url, event.id)
+
+
+_OCCUPANCY = "_tacso_occupancy"
+
+
+def _occupancy(event: Event) -> Occupancy:
+    """How full ``event`` is (counted once per dump; a list counts all its events at once)."""
+    found: Occupancy | None = event.__dict__.get(_OCCUPANCY)
+    if found is None:
+        with current_app.extensions["tacso_events"].sessions() as session:
+            found = occupancy(session, event)
+        event.__dict__[_OCCUPANCY] = found
+    return found
 
 
 class EventSchema(Schema):
@@ -236,7 +263,32 @@ class EventSchema(Schema):
     url = fields.Function(
         _public_url,
         required=True,
-        metadata={"type": "string", "description": "Where the event can be read."},
+        metadata={"type": "string", "description": "Where the event can be read (JSON API)."},
+    )
+    page_url = fields.Function(
+        _page_url,
+        required=True,
+        metadata={"type": "string", "description": "The event's public page, for people."},
+    )
+    seats_taken = fields.Function(
+        lambda event: _occupancy(event).seats_taken,
+        required=True,
+        metadata={"type": "integer", "description": "Seats confirmed or held for an offer."},
+    )
+    seats_left = fields.Function(
+        lambda event: _occupancy(event).seats_left,
+        required=True,
+        allow_none=True,
+        metadata={
+            "type": "integer",
+            "nullable": True,
+            "description": "Seats still free; null for an event without a capacity.",
+        },
+    )
+    waitlist_length = fields.Function(
+        lambda event: _occupancy(event).waitlist_length,
+        required=True,
+        metadata={"type": "integer", "description": "Registrations waiting for a seat."},
     )
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
@@ -292,3 +344,12 @@ class EventPageSchema(Schema):
     page = fields.Integer(required=True)
     page_size = fields.Integer(required=True)
     total = fields.Integer(required=True)
+
+    @pre_dump
+    def _count_seats(self, page: EventPage, **_: Any) -> EventPage:
+        # One query for the whole page rather than one per event.
+        if page.items:
+            with current_app.extensions["tacso_events"].sessions() as session:
+                for event_id, found in occupancies(session, page.items).items():
+                    next(e for e in page.items if e.id == event_id).__dict__[_OCCUPANCY] = found
+        return page
