@@ -104,6 +104,12 @@ def events_settings(tmp_path: Path, **env: str) -> EventsSettings:
 
 
 @pytest.fixture
+def events_settings_factory() -> Callable[..., EventsSettings]:
+    """:func:`events_settings`, for tests that build their own database."""
+    return events_settings
+
+
+@pytest.fixture
 def fake_registry() -> FakeRegistry:
     return FakeRegistry(BA_CENTRE, RS_OFFICE, BA_CSO)
 
