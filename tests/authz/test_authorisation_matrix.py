@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from support.world import ADMIN_KEY_CALLER, ANONYMOUS, CALLERS, World
+from tacso_events import registrations
+from tacso_shared.db import transaction
 from tacso_shared.identity import COUNTRY_EDITOR, NETWORK_ADMIN, ORGANISATION_MEMBER, SERVICE
 
 # Scopes: what a request acts on, seen from the caller (BA is the caller's country).
@@ -130,7 +132,47 @@ _BOUNCE = (
     b"Subject: Undelivered Mail\r\n\r\nYour message could not be delivered.\r\n"
 )
 
+
+def _open_event(world: World, country: str, capacity: int = 5) -> str:
+    """A new published event of ``country`` (created with the admin key); its id."""
+    organiser = world.orgs["rs_rc"] if country == "RS" else world.orgs["ba_rc"]
+    body = {
+        "title": f"Open {uuid.uuid4().hex[:8]}",
+        "type": "workshop",
+        "country": country,
+        "topics": ["youth"],
+        "starts_at": "2027-03-15T09:00:00+00:00",
+        "ends_at": "2027-03-15T15:00:00+00:00",
+        "online_url": "https://meet.example.org/open",
+        "organiser_id": organiser.id,
+        "capacity": capacity,
+    }
+    response = world.clients["events"].post(
+        "/api/v1/events", json=body, headers=world.headers(ADMIN_KEY_CALLER)
+    )
+    assert response.status_code == 201, response.get_json()
+    event_id: str = response.get_json()["id"]
+    return event_id
+
+
+def _registration(world: World, caller: str, scope: str, offered: bool = False) -> str:
+    """The path of a new registration of the scope's organisation (an open offer if ``offered``)."""
+    event_id = _open_event(world, _country(scope), capacity=1 if offered else 5)
+    policy = world.events.policy
+    with transaction(world.events.sessions) as session:
+        if offered:
+            filler = registrations.register(session, event_id, "matrix-filler", 1, policy)
+        outcome = registrations.register(
+            session, event_id, _target_org(world, caller, scope).id, 1, policy
+        )
+        if offered:
+            registrations.cancel(session, event_id, filler.registration.id, policy)
+        registration_id = outcome.registration.id
+    return f"/api/v1/events/{event_id}/registrations/{registration_id}"
+
+
 _EVENT_SCOPES = (OWN, OTHER_ORG, OTHER_COUNTRY)
+_REGISTRATION_SCOPES = (OWN, OTHER_ORG, OTHER_COUNTRY)
 _MEMBER_ORGANISES_NOTHING = ((ORGANISATION_MEMBER, OWN),)
 
 RULES: tuple[Rule, ...] = (
@@ -313,6 +355,60 @@ RULES: tuple[Rule, ...] = (
             country_editor={OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 404},
         ),
         impossible=_MEMBER_ORGANISES_NOTHING,
+    ),
+    # Members answer for their own organisation; editors for any of their country's.
+    Rule(
+        "events",
+        "post",
+        "/api/v1/events/{event_id}/registrations",
+        _REGISTRATION_SCOPES,
+        lambda w, c, s: Call(
+            "post",
+            f"/api/v1/events/{_open_event(w, _country(s))}/registrations",
+            json={"organisation_id": _target_org(w, c, s).id, "seats": 1},
+        ),
+        by_role(
+            network_admin=201,
+            country_editor={OWN: 201, OTHER_ORG: 201, OTHER_COUNTRY: 403},
+            organisation_member={OWN: 201, OTHER_ORG: 403, OTHER_COUNTRY: 403},
+        ),
+    ),
+    Rule(
+        "events",
+        "get",
+        "/api/v1/events/{event_id}/registrations",
+        (OWN, OTHER_COUNTRY),
+        lambda w, c, s: Call("get", f"/api/v1/events/{_open_event(w, _country(s))}/registrations"),
+        # A member sees its own organisation's registrations only (of any event).
+        by_role(
+            network_admin=200,
+            country_editor={OWN: 200, OTHER_COUNTRY: 403},
+            organisation_member=200,
+        ),
+    ),
+    Rule(
+        "events",
+        "delete",
+        "/api/v1/events/{event_id}/registrations/{registration_id}",
+        _REGISTRATION_SCOPES,
+        lambda w, c, s: Call("delete", _registration(w, c, s)),
+        by_role(
+            network_admin=204,
+            country_editor={OWN: 204, OTHER_ORG: 204, OTHER_COUNTRY: 403},
+            organisation_member={OWN: 204, OTHER_ORG: 403, OTHER_COUNTRY: 403},
+        ),
+    ),
+    Rule(
+        "events",
+        "post",
+        "/api/v1/events/{event_id}/registrations/{registration_id}/claim",
+        _REGISTRATION_SCOPES,
+        lambda w, c, s: Call("post", _registration(w, c, s, offered=True) + "/claim"),
+        by_role(
+            network_admin=200,
+            country_editor={OWN: 200, OTHER_ORG: 200, OTHER_COUNTRY: 403},
+            organisation_member={OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 403},
+        ),
     ),
     # ---- every service ---------------------------------------------------------------------
     *(

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from tacso_events import operations
 from tacso_events import registrations as regs
-from tacso_events.bootstrap import Events
+from tacso_events.bootstrap import Events, load_settings
 from tacso_events.models import Registration, ScheduledJob, outbox
 from tacso_events.scheduler import Scheduler
 from tacso_shared.config import ConfigError
@@ -329,6 +329,31 @@ class TestConfiguration:
     def test_a_bad_offset_is_a_config_error(self, raw: str) -> None:
         with pytest.raises(ConfigError, match="REMINDER_OFFSETS"):
             regs.parse_reminder_offsets(raw)
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("REMINDER_OFFSETS", "7d,tomorrow"),
+            ("WAITLIST_CLAIM_HOURS", "0"),
+            ("MAX_SEATS_PER_ORGANISATION", "0"),
+        ],
+    )
+    def test_the_service_refuses_to_start_with_a_bad_setting(self, name: str, value: str) -> None:
+        with pytest.raises(ConfigError, match=name):
+            load_settings({"EVENTS_DATABASE_URL": "sqlite:///:memory:", name: value})
+
+    def test_the_settings_make_the_policy(self, tmp_path: Any) -> None:
+        settings = load_settings(
+            {
+                "EVENTS_DATABASE_URL": f"sqlite:///{tmp_path / 'e.sqlite3'}",
+                "WAITLIST_CLAIM_HOURS": "12",
+                "MAX_SEATS_PER_ORGANISATION": "5",
+                "REMINDER_OFFSETS": "2d,3h",
+            }
+        )
+        assert settings.waitlist_claim_hours == 12
+        assert settings.max_seats_per_organisation == 5
+        assert [o.label for o in settings.reminder_offsets] == ["2d", "3h"]
 
 
 def _id(events: Events, event_id: str, organisation_id: str) -> str:
