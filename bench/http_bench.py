@@ -43,6 +43,37 @@ request = function()
 end
 """
 
+RSVP_LUA = """\
+-- POST /rsvp/<token>: personal links of many organisations for the 50 events, answers alternating
+-- attend and decline, so every request is a real status change (and an outbox message).
+local paths = {@PATHS@}
+local counter = 0
+request = function()
+  counter = counter + 1
+  local i = (counter %% #paths) + 1
+  local answer = (math.floor(counter / #paths) %% 2 == 0) and "attend" or "decline"
+  return wrk.format("POST", paths[i],
+    {["Content-Type"] = "application/x-www-form-urlencoded"}, "answer=" .. answer .. "&seats=1")
+end
+"""
+RSVP_ORGANISATIONS = 8
+
+
+def rsvp_paths(env: dict[str, str], event_ids: list[str]) -> list[str]:
+    """RSVP links of :data:`RSVP_ORGANISATIONS` organisations for each event."""
+    from datetime import UTC, datetime, timedelta
+
+    from tacso_shared.links import LinkSigner, LinkToken, link_keys
+
+    signer = LinkSigner(link_keys(env))
+    expires = datetime.now(UTC) + timedelta(days=90)
+    return [
+        "/rsvp/" + signer.sign(LinkToken("rsvp", f"bench-org-{n}", expires, event_id, "bs"))
+        for event_id in event_ids
+        for n in range(RSVP_ORGANISATIONS)
+    ]
+
+
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -125,6 +156,7 @@ def http_part(rundir: Path) -> dict[str, Any]:
         try:
             _wait_healthy(f"http://127.0.0.1:{bare_port}/healthz")
             organiser = stack.organisation("BA", "resource_centre")
+            event_ids: list[str] = []
             for i in range(EVENTS):
                 response = stack.post(
                     "events",
@@ -142,6 +174,10 @@ def http_part(rundir: Path) -> dict[str, Any]:
                     },
                 )
                 response.raise_for_status()
+                event_ids.append(response.json()["id"])
+            rsvp_lua = workdir / "post_rsvp.lua"
+            paths = ", ".join(f'"{path}"' for path in rsvp_paths(stack.env, event_ids))
+            rsvp_lua.write_text((RSVP_LUA % {}).replace("@PATHS@", paths))
             lua = workdir / "post_organisation.lua"
             lua.write_text(POST_LUA % {"key": ADMIN_KEY})
             targets = [
@@ -162,6 +198,12 @@ def http_part(rundir: Path) -> dict[str, Any]:
                     "POST /api/v1/organisations",
                     stack.url("registry", ""),
                     lua,
+                ),
+                (
+                    "rsvp_post",
+                    "POST /rsvp/<token> (answer changes)",
+                    stack.url("events", ""),
+                    rsvp_lua,
                 ),
             ]
             for name, label, url, script in targets:
