@@ -320,6 +320,42 @@ class TestScheduledJobs:
             assert job.attempts == 1 and "boom" in (job.last_error or "")
 
 
+class TestSchedulerClaims:
+    def test_a_claimed_job_is_not_claimed_again_until_its_claim_lapses_and_runs_once(
+        self, any_events: Events
+    ) -> None:
+        now = datetime.now(UTC)
+        with transaction(any_events.sessions) as session:
+            for n in range(20):
+                session.add(
+                    ScheduledJob(
+                        id=f"job-{n}",
+                        kind="count",
+                        key=f"count:{n}",
+                        due_at=now - timedelta(seconds=1),
+                        payload={"n": n},
+                        attempts=0,
+                    )
+                )
+        ran: list[int] = []
+
+        def count(_session: Any, payload: dict[str, Any], *_: Any) -> None:
+            ran.append(int(payload["n"]))
+
+        handlers = {"count": count}
+        dead = Scheduler(any_events.sessions, policy(), handlers=handlers, batch_size=50)
+        other = Scheduler(any_events.sessions, policy(), handlers=handlers, batch_size=50)
+        claims = dead.claim(now)
+        assert len(claims) == 20
+        assert other.claim(now) == [], "claimed jobs are nobody else's"
+        # The first scheduler dies (a restart): its claims lapse, the rows are still there.
+        restarted = Scheduler(any_events.sessions, policy(), handlers=handlers, batch_size=50)
+        assert restarted.run_once(now + dead.lease + timedelta(seconds=1)) == 20
+        assert sorted(ran) == list(range(20))
+        assert [dead.run_job(job_id, claim, now) for job_id, claim in claims] == [False] * 20
+        assert sorted(ran) == list(range(20)), "the dead scheduler's claims run nothing"
+
+
 class TestConfiguration:
     def test_offsets_parse_with_units(self) -> None:
         parsed = regs.parse_reminder_offsets("7d, 12h,30m,45s")
