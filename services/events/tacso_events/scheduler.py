@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -49,7 +49,7 @@ class Scheduler:
         sessions: sessionmaker[Session],
         policy: Policy,
         *,
-        handlers: dict[str, JobHandler] | None = None,
+        handlers: Mapping[str, JobHandler] | None = None,
         batch_size: int = 50,
         poll_interval: float = 1.0,
         lease: timedelta = DEFAULT_LEASE,
