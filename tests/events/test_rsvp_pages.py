@@ -129,6 +129,13 @@ class TestRsvpPage:
         assert page.headers["Cache-Control"] == "no-store"
         assert _registrations(client, event["id"]) == []
 
+    def test_a_link_without_a_language_reads_the_browser_s(
+        self, client: FlaskClient, create_event: Create, events: Events
+    ) -> None:
+        url = link(events, create_event(**future())["id"], language=None)
+        body = text(client.get(url, headers={"Accept-Language": "sr-Latn-RS,sr;q=0.8"}))
+        assert '<html lang="sr-Latn">' in body and "Još niste odgovorili." in body
+
     def test_attend_then_change_to_decline_then_back(
         self, client: FlaskClient, create_event: Create, events: Events
     ) -> None:

@@ -46,7 +46,6 @@ from tacso_shared.i18n import (
     Catalog,
     format_when,
     language_name,
-    language_of,
     locale_of,
     negotiate,
 )
@@ -269,7 +268,7 @@ def rsvp_page(token: str) -> BaseResponse:
                 "or copy the whole address into your browser."
             ),
         )
-    language = negotiate(_chosen_language() or language_of(link.language), accept)
+    language = negotiate(_chosen_language() or link.language, accept)
     if link.event_id is None:
         return _not_found(language)
     problem = None
