@@ -147,6 +147,41 @@ def test_an_outbox_message_older_than_a_minute_fires(tmp_path: Path) -> None:
     )
 
 
+def test_a_scheduled_job_overdue_by_five_minutes_fires(tmp_path: Path) -> None:
+    run_rule_test(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'tacso_scheduler_oldest_due_age_seconds{service="events"}',
+                        "values": "0 120 240 360",
+                    }
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "2m", "alertname": "TacsoSchedulerBehind", "exp_alerts": []},
+                    {
+                        "eval_time": "3m",
+                        "alertname": "TacsoSchedulerBehind",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "service": "events"},
+                                "exp_annotations": {
+                                    "summary": "events has a scheduled job overdue by more "
+                                    "than 5 minutes",
+                                    "description": "Check events-scheduler's log and its "
+                                    "database (scheduled_jobs.last_error).",
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    )
+
+
 def mails(outcome: str, per_minute: int) -> dict[str, str]:
     return {
         "series": f'tacso_mails_total{{kind="invitation",country="BA",outcome="{outcome}"}}',
