@@ -118,6 +118,8 @@ class ComposeStack(ApiClient):
         self.env.update(
             {
                 "ADMIN_API_KEY": ADMIN_KEY,
+                "LINK_SIGNING_KEYS": "compose-test-link-key",
+                "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['events']}",
                 "POSTGRES_PASSWORD": "compose-test-pg",
                 "RABBITMQ_USER": RABBITMQ_USER,
                 "RABBITMQ_PASSWORD": RABBITMQ_PASSWORD,
