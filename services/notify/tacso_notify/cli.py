@@ -33,7 +33,7 @@ cli = service_cli(
 @click.option(
     "--queue",
     "queue",
-    type=click.Choice(sorted(QUEUE_KINDS)),
+    type=click.Choice(sorted(QUEUE_FAMILIES)),
     required=True,
     help="Which work queue this worker consumes.",
 )
