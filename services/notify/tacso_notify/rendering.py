@@ -29,7 +29,8 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 import jinja2
-from babel.dates import format_skeleton
+from babel import Locale
+from babel.dates import format_date, match_skeleton
 
 from tacso_notify.addressing import SmtpAddress, UnsendableAddress, smtp_address
 from tacso_notify.domain import PUBLICATION_KINDS, MessageKind, Recipient, Sender
@@ -367,8 +368,8 @@ def describe_changes(update: EventUpdated, language: str) -> list[str]:
         if same_time:
             say(
                 N_("The event moves from %(old)s to %(new)s, same time."),
-                old=format_skeleton("MMMMEEEEd", old_start, locale=locale),
-                new=format_skeleton("MMMMEEEEd", new_start, locale=locale),
+                old=_day(old_start, locale),
+                new=_day(new_start, locale),
             )
         else:
             tz = COUNTRIES[event.country].timezone
@@ -397,6 +398,16 @@ def describe_changes(update: EventUpdated, language: str) -> list[str]:
         elif update.previous_online_url:
             say(N_("The event no longer has an online link."))
     return lines
+
+
+def _day(moment: datetime, locale: Locale) -> str:
+    """Weekday, day and month as ``locale`` writes them ("Tuesday, December 15", "utorak, 15.
+    decembar"): the locale's pattern for that skeleton, with the weekday spelled out in full."""
+    skeletons = locale.datetime_skeletons
+    key = match_skeleton("MMMMEd", skeletons) or "MMMMEd"
+    pattern = getattr(skeletons.get(key), "pattern", "EEEE, d MMMM")
+    pattern = re.sub(r"E+", "EEEE", re.sub(r"c+", "cccc", pattern))
+    return format_date(moment, pattern, locale=locale)
 
 
 def _prepare(
