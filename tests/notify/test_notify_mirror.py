@@ -121,3 +121,46 @@ class TestRecordRegistration:
         store.see(event(4), cancelled=True)
         newest = store.newest("ev-mirror")
         assert newest is not None and (newest.revision, newest.cancelled) == (4, True)
+
+
+@pytest.mark.postgres
+class TestUpdateAudience:
+    def test_invited_not_declined_plus_active_registrants_in_pages(self, wired: Notify) -> None:
+        from tacso_notify.domain import Recipient
+        from tacso_notify.ledger import DeliveryFilter
+
+        ev = event()
+        invited = [Recipient(f"org-{n}", f"Org {n}", f"org{n}@example.org") for n in range(4)]
+        wired.ledger.ensure(ev, "invitation", invited)
+        rows, _ = wired.ledger.list(DeliveryFilter(event_id=ev.event_id))
+        wired.ledger.record([r.id for r in rows if r.organisation_id != "org-3"])  # org-3 pending
+
+        def registration(org: str, status: str) -> None:
+            message = replace_change(org, status)
+            with transaction(wired.sessions) as session:
+                record_registration(session, message)
+
+        registration("org-1", "declined")
+        registration("org-2", "confirmed")
+        registration("org-7", "waitlisted")  # not invited
+        registration("org-8", "expired")  # not invited, no longer waiting: not told
+        store = LifecycleStore(wired.sessions)
+
+        first, more = store.participants(ev.event_id, None, 2)
+        second, last = store.participants(ev.event_id, first[-1].organisation_id, 2)
+
+        assert more and not last
+        told = [(p.organisation_id, p.registered) for p in [*first, *second]]
+        assert told == [("org-0", False), ("org-2", True), ("org-7", True)]
+
+
+def replace_change(organisation_id: str, status: str) -> RegistrationChanged:
+    return RegistrationChanged(
+        registration_id=f"reg-{organisation_id}",
+        organisation_id=organisation_id,
+        status=status,
+        seats=1,
+        sequence=1,
+        changed_at=T0,
+        event=event(),
+    )
