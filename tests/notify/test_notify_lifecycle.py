@@ -32,7 +32,7 @@ from tacso_notify.bootstrap import Notify, NotifySettings, apply_migrations, boo
 from tacso_notify.domain import MessageKind, Recipient, Sender
 from tacso_notify.ledger import DeliveryFilter
 from tacso_notify.mirror import LifecycleStore, record_registration
-from tacso_notify.models import SENT, SKIPPED
+from tacso_notify.models import SENT, SKIPPED, SUPERSEDED
 from tacso_notify.rendering import prepare_message
 from tacso_notify.subscriptions import REMINDERS, UPDATES
 from tacso_notify.workers import build_worker
@@ -355,6 +355,11 @@ class TestWhoIsToldOfAnUpdate:
         assert len(by_revision["3"]) == 5
         assert len(by_revision.get("2", [])) == 2
         assert len(set(by_revision["3"])) == 5
+        # The ledger accounts for everyone: revision 2 sent to two, superseded for three.
+        statuses = sorted(
+            d.status for d in world.deliveries(event.event_id, "update") if d.revision == 2
+        )
+        assert statuses == [SENT, SENT, SUPERSEDED, SUPERSEDED, SUPERSEDED]
 
     def test_an_update_older_than_a_revision_seen_elsewhere_is_not_sent(
         self, world: World, run_worker: Callable[[str], None]
@@ -370,6 +375,9 @@ class TestWhoIsToldOfAnUpdate:
         settle(world)
 
         assert not [m for m in world.smtp.messages if of_event(event.event_id)(m)]
+        [row] = world.deliveries(event.event_id, "update")
+        assert (row.organisation_id, row.status) == (registrant.organisation_id, SUPERSEDED)
+        assert "revision 3" in (row.last_error or "")
 
 
 class TestCancellation:

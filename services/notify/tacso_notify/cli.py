@@ -69,7 +69,7 @@ def main() -> None:
 _kind_option = click.option(
     "--kind",
     "queue",
-    type=click.Choice(sorted(QUEUE_KINDS)),
+    type=click.Choice(sorted(QUEUE_FAMILIES)),
     default="invitations",
     show_default=True,
     help="Which kind of mail's dead-letter queue.",

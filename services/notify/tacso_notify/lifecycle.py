@@ -18,8 +18,8 @@ the media (registry's list). Its cursor says which: ``p:<id>`` then ``m:<id>``.
 
 Several quick edits: the ledger key (event, revision, organisation, kind) gives at most one
 notice per revision per recipient, and a page whose revision is no longer the newest seen of its
-event is not sent: its deliveries are recorded ``superseded`` and the chain stops (the newest
-revision's own message tells everyone).
+event is not sent: its deliveries are recorded ``superseded`` (the chain walks on, recording, so
+the ledger accounts for everyone) and the newest revision's own message tells everyone.
 """
 
 from __future__ import annotations
@@ -116,17 +116,7 @@ def serve_notice_page(
     event = notice.event
     kind = _KIND_OF[type(notice)]
     newest = store.newest(event.event_id)
-    if newest is not None and newest.revision > event.revision:
-        closed = store.supersede(event.event_id, event.revision, kind.value)
-        log.info(
-            "%s of event %s rev %s superseded by rev %s: not sent (%d pending closed)",
-            kind.value,
-            event.event_id,
-            event.revision,
-            newest.revision,
-            closed,
-        )
-        return FanOutResult(skipped=closed), None
+    superseded_by = newest.revision if newest and newest.revision > event.revision else None
     after = task.after or _PARTICIPANTS
     press = after.startswith(_MEDIA)
     cursor = after[2:] or None
@@ -147,6 +137,19 @@ def serve_notice_page(
                 ) from exc
             deps.ledger.continuation_done(task.chain, following or "")
         next_task = None
+    if superseded_by is not None:
+        # Outdated when its turn came: nobody on this page gets it; the ledger says why.
+        reason = f"a newer revision of the event came first (revision {superseded_by})"
+        recorded = store.record_superseded(event, kind.value, page, reason)
+        log.info(
+            "%s of event %s rev %s superseded by rev %s: %d not sent",
+            kind.value,
+            event.event_id,
+            event.revision,
+            superseded_by,
+            recorded,
+        )
+        return FanOutResult(skipped=len(page)), next_task
     progress = _Progress(deps, str(uuid.uuid4()), kind.value, event.country, event.event_id)
     deps.pool.resume()
     try:

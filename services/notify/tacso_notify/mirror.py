@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from tacso_notify.domain import Recipient
 from tacso_notify.models import (
     PENDING,
     SENT,
@@ -186,28 +187,46 @@ class LifecycleStore:
             )
         return [Participant(i, i in active) for i in ids], more
 
-    def supersede(self, event_id: str, revision: int, kind: str) -> int:
-        """Mark the still pending deliveries of an outdated notice ``superseded``; how many."""
-        return self._close(
-            [
-                _DELIVERIES.c.event_id == event_id,
-                _DELIVERIES.c.revision == revision,
-                _DELIVERIES.c.kind == kind,
-                _DELIVERIES.c.status == PENDING,
-            ],
-            SUPERSEDED,
-            "a newer revision of the event came first",
-        )
-
-    def _close(self, scope: Sequence[Any], status: str, reason: str) -> int:
+    def record_superseded(
+        self, event: EventPublished, kind: str, recipients: Sequence[Recipient], reason: str
+    ) -> int:
+        """Record an outdated notice as ``superseded`` for ``recipients``: new rows, and rows
+        still pending (a fan-out that had begun). Rows already sent or failed stay as they are.
+        Returns how many rows are now ``superseded`` by this call."""
+        if not recipients:
+            return 0
         now = datetime.now(UTC)
+        d = _DELIVERIES
+        rows = [
+            {
+                "event_id": event.event_id,
+                "revision": event.revision,
+                "organisation_id": r.organisation_id,
+                "kind": kind,
+                "reminder_offset": "",
+                "recipient": r.email,
+                "country": event.country,
+                "status": PENDING,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in {r.organisation_id: r for r in recipients}.values()
+        ]
         with transaction(self.sessions) as session:
+            session.execute(_insert(session, d).values(rows).on_conflict_do_nothing())
             result = session.execute(
-                _DELIVERIES.update()
-                .where(*scope)
+                d.update()
+                .where(
+                    d.c.event_id == event.event_id,
+                    d.c.revision == event.revision,
+                    d.c.kind == kind,
+                    d.c.organisation_id.in_([row["organisation_id"] for row in rows]),
+                    d.c.status == PENDING,
+                )
                 .values(
-                    status=status,
-                    last_error=reason,
+                    status=SUPERSEDED,
+                    last_error=reason[:2000],
                     updated_at=now,
                     claim_token=None,
                     claimed_at=None,
