@@ -74,8 +74,8 @@ SETUP: tuple[Process, ...] = (
     Process("notify-migrate", "notify", ("tacso-notify", "migrate"), "migrate"),
 )
 
-#: The long-running processes: three APIs, two outbox relays, events' scheduler, two notify
-#: workers.
+#: The long-running processes: three APIs, two outbox relays, events' scheduler, the notify
+#: workers (one per queue family).
 PROCESSES: tuple[Process, ...] = (
     _api("registry"),
     _api("events"),
@@ -85,6 +85,8 @@ PROCESSES: tuple[Process, ...] = (
     Process("events-scheduler", "events", ("tacso-events", "scheduler"), "scheduler"),
     _worker("invitations"),
     _worker("press_notices"),
+    _worker("updates"),
+    _worker("reminders"),
 )
 
 #: Third-party services a deployment needs besides our processes (not in the manifest).

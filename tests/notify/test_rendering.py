@@ -16,7 +16,7 @@ import pytest
 
 from support.messages import event_published
 from tacso_notify.addressing import UnsendableAddress
-from tacso_notify.domain import MessageKind, Recipient, Sender
+from tacso_notify.domain import PUBLICATION_KINDS, MessageKind, Recipient, Sender
 from tacso_notify.rendering import PreparedMessage, build_calendar, ical_uid, prepare_message
 from tacso_shared.contracts import EventPublished
 
@@ -243,7 +243,7 @@ class TestHeaders:
         assert message["MIME-Version"] == "1.0"
         assert abs(message["Date"].datetime - datetime.now(UTC)) < timedelta(minutes=5)
 
-    @pytest.mark.parametrize("kind", list(MessageKind))
+    @pytest.mark.parametrize("kind", PUBLICATION_KINDS)
     def test_tacso_headers_identify_event_revision_kind_and_organisation(
         self, kind: MessageKind
     ) -> None:
@@ -253,7 +253,7 @@ class TestHeaders:
         assert message["X-TACSO-Kind"] == kind.value
         assert message["X-TACSO-Organisation-Id"] == "org-99"
 
-    @pytest.mark.parametrize("kind", list(MessageKind))
+    @pytest.mark.parametrize("kind", PUBLICATION_KINDS)
     def test_is_crlf_terminated_with_lines_under_998_bytes(self, kind: MessageKind) -> None:
         raw = prepare_message(make_event(), kind, SENDER).for_recipient(recipient(TRICKY_NAME))
         assert b"\n" not in raw.replace(b"\r\n", b"")

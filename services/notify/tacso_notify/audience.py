@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
@@ -30,6 +31,20 @@ class Directory(Protocol):
     ) -> tuple[list[Recipient], str | None]:
         """One page of that audience after the keyset cursor ``after``, and the next cursor."""
         ...
+
+
+@dataclass(frozen=True)
+class Organisation:
+    """An organisation looked up by id: where to write, and whether it accepts bulk mail."""
+
+    recipient: Recipient
+    mailing_consent: bool
+
+
+class OrganisationLookup(Protocol):
+    """Finds organisations by id (those registry no longer knows are left out)."""
+
+    def lookup(self, organisation_ids: Sequence[str]) -> list[Organisation]: ...
 
 
 class RegistryDirectory:
@@ -93,6 +108,33 @@ class RegistryDirectory:
             params["after"] = after
         body = self._get(params)
         return [_recipient(o) for o in body["items"]], body.get("next_after") or None
+
+    def lookup(self, organisation_ids: Sequence[str]) -> list[Organisation]:
+        """``GET /api/v1/organisations/<id>`` for each id, on one kept-alive connection.
+
+        An organisation registry no longer has (404: erased) is left out; any other failure
+        raises :class:`AudienceUnavailable`.
+        """
+        found = []
+        for organisation_id in organisation_ids:
+            url = f"{self.base_url}/api/v1/organisations/{organisation_id}"
+            try:
+                response = self._http.get(url, timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise AudienceUnavailable(f"registry unreachable: {exc}") from exc
+            if response.status_code == 404:
+                continue
+            if response.status_code != 200:
+                raise AudienceUnavailable(
+                    f"registry answered {response.status_code}: {response.text[:200]}"
+                )
+            try:
+                body: dict[str, Any] = response.json()
+                found.append(Organisation(_recipient(body), bool(body.get("mailing_consent"))))
+            except (ValueError, KeyError, TypeError) as exc:
+                reason = f"registry answered 200 without an organisation: {exc}"
+                raise AudienceUnavailable(reason) from exc
+        return found
 
     def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
         # A small first page gets the first mail out sooner; then full pages.

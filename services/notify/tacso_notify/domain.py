@@ -11,6 +11,17 @@ class MessageKind(enum.StrEnum):
 
     INVITATION = "invitation"
     PRESS_NOTICE = "press_notice"
+    #: A published event changed materially (date, time, venue, online link).
+    UPDATE = "update"
+    #: A published event was cancelled.
+    CANCELLATION = "cancellation"
+    #: A confirmed registrant is reminded some time before the start.
+    REMINDER = "reminder"
+
+
+#: The kinds sent when an event is published (rendered by ``prepare_message``); the others are
+#: rendered from their own message by ``prepare_notice``.
+PUBLICATION_KINDS = (MessageKind.INVITATION, MessageKind.PRESS_NOTICE)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from tacso_notify.audience import (
     FIRST_PAGE_SIZE,
     AudienceUnavailable,
     Directory,
+    OrganisationLookup,
 )
 from tacso_notify.domain import MessageKind, Recipient, Sender
 from tacso_notify.i18n import language_of
@@ -104,6 +105,9 @@ class Dependencies:
     hand_on: Callable[[PageTask], None] | None = None
     #: Messages rendered for recent (event, revision, kind): pages of one event reuse them.
     prepared: dict[RenderKey, PreparedMessage] = field(default_factory=dict)
+    #: Looks organisations up by id (update, cancellation and reminder mail: their audience is
+    #: known to notify by id). Only the workers of those kinds need it.
+    lookup: OrganisationLookup | None = None
 
 
 class _Progress:
@@ -214,11 +218,15 @@ def _send_page(
     prepared: Rendered,
     deps: Dependencies,
     progress: _Progress,
+    offset: str = "",
 ) -> int:
-    """Send the page's owed mail through the pool; return how many another worker holds."""
+    """Send the page's owed mail through the pool; return how many another worker holds.
+
+    ``offset``: a reminder's offset (part of its ledger key); empty for other kinds.
+    """
     by_org = {r.organisation_id: r for r in page}
     claimed, held, suppressed = deps.ledger.ensure_and_claim(
-        event, kind.value, page, progress.token, deps.lease_seconds
+        event, kind.value, page, progress.token, deps.lease_seconds, offset
     )
     progress.result.skipped += len(page) - len(claimed) - held
     addresses: dict[int, str] = {}

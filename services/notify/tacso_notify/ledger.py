@@ -118,24 +118,35 @@ class DeliveryLedger:
         recipients: Sequence[Recipient],
         token: str,
         lease_seconds: float,
+        offset: str = "",
     ) -> tuple[list[tuple[int, str]], int, dict[str, str]]:
         """:meth:`ensure`, :meth:`claim` and :meth:`suppressed` for one page, in one transaction.
 
-        Returns ``(claimed, held, suppressed)``.
+        Returns ``(claimed, held, suppressed)``. ``offset``: a reminder's (part of its key).
         """
         if not recipients:
             return [], 0, {}
         with transaction(self.sessions) as session:
-            self._ensure(session, event, kind, recipients)
+            self._ensure(session, event, kind, recipients, offset)
             claimed, held = self._claim(
-                session, event, kind, [r.organisation_id for r in recipients], token, lease_seconds
+                session,
+                event,
+                kind,
+                [r.organisation_id for r in recipients],
+                token,
+                lease_seconds,
+                offset,
             )
             suppressed = self._suppressed(session, [r.email for r in recipients])
         return claimed, held, suppressed
 
     @staticmethod
     def _ensure(
-        session: Session, event: EventPublished, kind: str, recipients: Sequence[Recipient]
+        session: Session,
+        event: EventPublished,
+        kind: str,
+        recipients: Sequence[Recipient],
+        offset: str = "",
     ) -> None:
         now = datetime.now(UTC)
         rows = [
@@ -144,6 +155,7 @@ class DeliveryLedger:
                 "revision": event.revision,
                 "organisation_id": r.organisation_id,
                 "kind": kind,
+                "reminder_offset": offset,
                 "recipient": r.email,
                 "country": event.country,
                 "status": PENDING,
@@ -163,6 +175,7 @@ class DeliveryLedger:
         organisation_ids: Sequence[str],
         token: str,
         lease_seconds: float,
+        offset: str = "",
     ) -> tuple[list[tuple[int, str]], int]:
         now = datetime.now(UTC)
         expired = now - timedelta(seconds=lease_seconds)
@@ -171,6 +184,7 @@ class DeliveryLedger:
             t.c.event_id == event.event_id,
             t.c.revision == event.revision,
             t.c.kind == kind,
+            t.c.reminder_offset == offset,
             t.c.organisation_id.in_(list(organisation_ids)),
             t.c.status == PENDING,
         )

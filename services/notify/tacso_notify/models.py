@@ -11,7 +11,10 @@ from tacso_shared.audit import audit_table
 from tacso_shared.db import UTCDateTime
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
-STATUSES = (PENDING, SENT, FAILED)
+#: Not sent on purpose: a newer revision of the event came first (``superseded``), or a reminder
+#: whose moment has passed (``skipped``: the event started, was cancelled, the registration ended).
+SUPERSEDED, SKIPPED = "superseded", "skipped"
+STATUSES = (PENDING, SENT, FAILED, SUPERSEDED, SKIPPED)
 
 
 class Base(DeclarativeBase):
@@ -28,7 +31,12 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         sa.UniqueConstraint(
-            "event_id", "revision", "organisation_id", "kind", name="uq_deliveries_once"
+            "event_id",
+            "revision",
+            "organisation_id",
+            "kind",
+            "reminder_offset",
+            name="uq_deliveries_once",
         ),
         sa.Index("ix_deliveries_event_kind_status", "event_id", "kind", "status"),
     )
@@ -38,6 +46,8 @@ class Delivery(Base):
     revision: Mapped[int] = mapped_column(sa.Integer)
     organisation_id: Mapped[str] = mapped_column(sa.String(36))
     kind: Mapped[str] = mapped_column(sa.String(32))
+    #: A reminder's offset before the start (``7d``, ``1d``); empty for every other kind.
+    reminder_offset: Mapped[str] = mapped_column(sa.String(16), default="", server_default="")
     recipient: Mapped[str] = mapped_column(sa.String(254))
     country: Mapped[str] = mapped_column(sa.String(2))
     status: Mapped[str] = mapped_column(sa.String(16), default=PENDING)
@@ -89,6 +99,48 @@ class FanOutContinuation(Base):
     after: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     published: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RegistrationState(Base):
+    """notify's mirror of a registration: its newest status as ``registration.*`` messages said.
+
+    One row per (event, organisation); a message only replaces it when its ``sequence`` is
+    higher, so messages delivered out of order leave the newest state in place.
+    """
+
+    __tablename__ = "registration_states"
+
+    event_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    registration_id: Mapped[str] = mapped_column(sa.String(36))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    seats: Mapped[int] = mapped_column(sa.Integer)
+    sequence: Mapped[int] = mapped_column(sa.Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EventRevision(Base):
+    """The newest revision of an event notify has seen, on any queue: older notices are stale."""
+
+    __tablename__ = "event_revisions"
+
+    event_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    revision: Mapped[int] = mapped_column(sa.Integer)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cancelled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EventNotice(Base):
+    """The envelope of an update or cancellation, so every page of its fan-out can reload it."""
+
+    __tablename__ = "event_notices"
+
+    event_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    revision: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    envelope: Mapped[str] = mapped_column(sa.Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 audit_log = audit_table(Base.metadata)

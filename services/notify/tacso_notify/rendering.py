@@ -25,12 +25,15 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import icalendar
 import jinja2
+from babel import Locale
+from babel.dates import format_date, match_skeleton
 
 from tacso_notify.addressing import SmtpAddress, UnsendableAddress, smtp_address
-from tacso_notify.domain import MessageKind, Recipient, Sender
+from tacso_notify.domain import PUBLICATION_KINDS, MessageKind, Recipient, Sender
 from tacso_notify.i18n import (
     DEFAULT_LANGUAGE,
     LOCALES,
@@ -40,17 +43,26 @@ from tacso_notify.i18n import (
     gettext_for,
     language_name,
     language_of,
+    locale_of,
     translations,
 )
 from tacso_shared import correlation
-from tacso_shared.contracts import EventPublished, Venue
+from tacso_shared.contracts import (
+    EventCancelled,
+    EventPublished,
+    EventUpdated,
+    ReminderDue,
+    Venue,
+)
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
 
 __all__ = [
     "PreparedMessage",
     "build_calendar",
+    "describe_changes",
     "ical_uid",
     "prepare_message",
+    "prepare_notice",
 ]
 
 PRODID = "-//TACSO//Events//EN"
@@ -156,7 +168,9 @@ class PreparedMessage:
             parts = self._slow
             text = parts.text.replace(_TEXT_TOKEN, name)
             body = parts.html.replace(_HTML_TOKEN, escaped)
-            message = _assemble(parts.headers, text, body, cte=None, calendar=parts.calendar)
+            message = _assemble(
+                parts.headers, text, body, cte=None, calendar=parts.calendar, method=parts.method
+            )
             return head + message.as_bytes(policy=SMTP)
         # The spliced name lands in a CRLF message: its own line breaks must be CRLF too.
         values = (
@@ -179,6 +193,8 @@ class _Parts:
     text: str
     html: str
     calendar: str | None
+    #: The iTIP method of the calendar part (REQUEST, CANCEL).
+    method: str = "REQUEST"
 
 
 def ical_uid(event_id: str, domain: str = "tacso.local") -> str:
@@ -192,11 +208,15 @@ def build_calendar(
     *,
     sender: Sender | None = None,
     language: str = DEFAULT_LANGUAGE,
+    method: str = "REQUEST",
 ) -> bytes:
-    """The iCalendar ``METHOD:REQUEST`` object for an event, as attached to invitations.
+    """The iCalendar object for an event: ``METHOD:REQUEST`` as attached to invitations and
+    update notices, or ``METHOD:CANCEL`` (``STATUS:CANCELLED``) for a cancellation.
 
-    The organiser is the event's organiser; without an organiser email it is ``sender`` (or
-    ``events@<domain>``), because iTIP requests must name an organiser.
+    UID is the event's whatever its revision, SEQUENCE its revision - 1: a calendar that got the
+    invitation moves (or removes) that entry instead of adding another. The organiser is the
+    event's organiser; without an organiser email it is ``sender`` (or ``events@<domain>``),
+    because iTIP messages must name an organiser.
     """
     start = _aware(event.starts_at).astimezone(UTC)
     end = _aware(event.ends_at).astimezone(UTC)
@@ -221,13 +241,13 @@ def build_calendar(
     if not organiser_email:
         organiser_email = sender.address if sender is not None else f"events@{domain}"
     vevent.add("organizer", f"mailto:{organiser_email}", parameters={"CN": event.organiser_name})
-    vevent.add("status", "CONFIRMED")
+    vevent.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
 
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", "REQUEST")
+    calendar.add("method", method)
     calendar.add_component(vevent)
     result: bytes = calendar.to_ical()
     return result
@@ -247,13 +267,174 @@ def prepare_message(
     ``X-Correlation-ID`` on every copy so a mail can be traced back through the logs.
     """
     kind = MessageKind(kind)
+    if kind not in PUBLICATION_KINDS:
+        raise ValueError(f"{kind.value} is rendered from its own message: use prepare_notice")
+    calendar = (
+        build_calendar(event, domain, sender=sender, language=language_of(language))
+        if kind is MessageKind.INVITATION
+        else None
+    )
+    return _prepare(
+        event,
+        kind,
+        kind.value,
+        _SUBJECTS[kind],
+        sender,
+        domain,
+        language,
+        correlation_id,
+        calendar=calendar,
+    )
+
+
+def prepare_notice(
+    notice: EventUpdated | EventCancelled | ReminderDue,
+    sender: Sender,
+    domain: str = "tacso.local",
+    language: str = DEFAULT_LANGUAGE,
+    correlation_id: str | None = None,
+    *,
+    press: bool = False,
+) -> PreparedMessage:
+    """An update notice, cancellation notice or reminder in ``language``, rendered once.
+
+    ``press``: the media's wording (an update or cancellation as a press notice). Update and
+    cancellation notices carry the event's ``.ics`` (same UID as the invitation, SEQUENCE =
+    revision - 1): ``METHOD:REQUEST`` for an update, ``METHOD:CANCEL`` for a cancellation.
+    """
+    language = language_of(language)
+    event = notice.event
+    extra: dict[str, Any] = {}
+    calendar: str | None = None
+    method = "REQUEST"
+    if isinstance(notice, EventUpdated):
+        kind = MessageKind.UPDATE
+        extra["changes"] = describe_changes(notice, language)
+    elif isinstance(notice, EventCancelled):
+        kind = MessageKind.CANCELLATION
+        extra["reason"] = _paragraphs(notice.reason)
+        method = "CANCEL"
+    else:
+        kind = MessageKind.REMINDER
+        extra["seats"] = notice.seats
+        press = False
+    if kind is not MessageKind.REMINDER and not press:
+        calendar = build_calendar(
+            event, domain, sender=sender, language=language, method=method
+        ).decode("utf-8")
+    template = f"{kind.value}_press" if press else kind.value
+    subject = _PRESS_SUBJECTS[kind] if press else _SUBJECTS[kind]
+    return _prepare(
+        event,
+        kind,
+        template,
+        subject,
+        sender,
+        domain,
+        language,
+        correlation_id,
+        extra=extra,
+        calendar=calendar,
+        method=method,
+    )
+
+
+def describe_changes(update: EventUpdated, language: str) -> list[str]:
+    """What changed, in plain sentences in ``language``, dates in the event's time zone.
+
+    "The event moves from Tuesday, 15 December to Wednesday, 16 December, same time." when only
+    the day moved; the whole old and new time otherwise; then the venue and the online link.
+    """
+    language = language_of(language)
+    event = update.event
+    zone = ZoneInfo(COUNTRIES[event.country].timezone)
+    locale = locale_of(language)
+    lines: list[str] = []
+
+    def say(message: str, **values: str) -> None:
+        lines.append(gettext_for(language, message) % values)
+
+    if "starts_at" in update.changed or "ends_at" in update.changed:
+        old_start = _aware(update.previous_starts_at).astimezone(zone)
+        old_end = _aware(update.previous_ends_at).astimezone(zone)
+        new_start = _aware(event.starts_at).astimezone(zone)
+        new_end = _aware(event.ends_at).astimezone(zone)
+        same_time = (
+            old_start.date() != new_start.date()
+            and old_start.time() == new_start.time()
+            and old_end.time() == new_end.time()
+            and old_end.date() - old_start.date() == new_end.date() - new_start.date()
+        )
+        if same_time:
+            say(
+                N_("The event moves from %(old)s to %(new)s, same time."),
+                old=_day(old_start, locale),
+                new=_day(new_start, locale),
+            )
+        else:
+            tz = COUNTRIES[event.country].timezone
+            say(
+                N_("The event moves from %(old)s to %(new)s."),
+                old=format_when(old_start, old_end, tz, language),
+                new=format_when(new_start, new_end, tz, language),
+            )
+    if "venue" in update.changed:
+        old_venue, new_venue = update.previous_venue, event.venue
+        if old_venue and new_venue:
+            say(
+                N_("The venue changes from %(old)s to %(new)s."),
+                old=_venue_line(old_venue),
+                new=_venue_line(new_venue),
+            )
+        elif new_venue:
+            say(N_("The event now takes place at %(new)s."), new=_venue_line(new_venue))
+        elif old_venue:
+            say(N_("The event no longer takes place at %(old)s."), old=_venue_line(old_venue))
+    if "online_url" in update.changed:
+        if update.previous_online_url and event.online_url:
+            say(N_("The online link changes to %(new)s."), new=str(event.online_url))
+        elif event.online_url:
+            say(N_("The event can now be followed online: %(new)s"), new=str(event.online_url))
+        elif update.previous_online_url:
+            say(N_("The event no longer has an online link."))
+    return lines
+
+
+def _day(moment: datetime, locale: Locale) -> str:
+    """Weekday, day and month as ``locale`` writes them ("Tuesday, December 15", "utorak, 15.
+    decembar"): the locale's pattern for that skeleton, with the weekday spelled out in full."""
+    skeletons = locale.datetime_skeletons
+    key = match_skeleton("MMMMEd", skeletons) or "MMMMEd"
+    pattern = getattr(skeletons.get(key), "pattern", "EEEE, d MMMM")
+    pattern = re.sub(r"E+", "EEEE", re.sub(r"c+", "cccc", pattern))
+    return format_date(moment, pattern, locale=locale)
+
+
+def _prepare(
+    event: EventPublished,
+    kind: MessageKind,
+    template_name: str,
+    subject_message: str,
+    sender: Sender,
+    domain: str,
+    language: str,
+    correlation_id: str | None,
+    *,
+    extra: dict[str, Any] | None = None,
+    calendar: str | bytes | None = None,
+    method: str = "REQUEST",
+) -> PreparedMessage:
+    """Render ``template_name`` (``.txt`` and ``.html``) for ``event`` once, flatten it, and
+    split it at the greeting placeholders for :meth:`PreparedMessage.for_recipient`."""
     language = language_of(language)
     title = " ".join(event.text_in(language).title.split())
-    subject = gettext_for(language, _SUBJECTS[kind]) % {"title": title}
-    context = {**_context(event, language), "subject": subject, "lang": language}
+    subject = gettext_for(language, subject_message) % {"title": title}
+    context = {**_context(event, language), "subject": subject, "lang": language, **(extra or {})}
     environment = _environment(language)
-    text = environment.get_template(f"{kind.value}.txt").render(context)
-    body = environment.get_template(f"{kind.value}.html").render(context)
+    text = environment.get_template(f"{template_name}.txt").render(context)
+    body = environment.get_template(f"{template_name}.html").render(context)
+    if isinstance(calendar, bytes):
+        calendar = calendar.decode("utf-8")
 
     template = EmailMessage(policy=SMTP)
     template["From"] = Address(display_name=sender.name, addr_spec=sender.address)
@@ -266,12 +447,7 @@ def prepare_message(
     if correlation_id is not None:
         # Through accept(): a forged id (line breaks, say) never reaches a header.
         template[correlation.HEADER] = correlation.accept(correlation_id)
-    calendar = (
-        build_calendar(event, domain, sender=sender, language=language).decode("utf-8")
-        if kind is MessageKind.INVITATION
-        else None
-    )
-    parts = _Parts(template, text, body, calendar)
+    parts = _Parts(template, text, body, calendar, method)
     prepared = functools.partial(
         PreparedMessage,
         kind=kind,
@@ -281,7 +457,9 @@ def prepare_message(
         revision=int(event.revision),
         domain=domain,
     )
-    flat = _assemble(template, text, body, cte="8bit", calendar=calendar).as_bytes(policy=SMTP)
+    flat = _assemble(template, text, body, cte="8bit", calendar=calendar, method=method).as_bytes(
+        policy=SMTP
+    )
     if max(len(line) for line in flat.split(b"\r\n")) > _MAX_LINE:
         # A pathological line (a huge URL, say) cannot go as 8bit; let the email package pick
         # quoted-printable or base64 and pay for a full flatten per recipient instead.
@@ -295,6 +473,14 @@ def prepare_message(
 _SUBJECTS = {
     MessageKind.INVITATION: N_("Invitation: %(title)s"),
     MessageKind.PRESS_NOTICE: N_("Press notice: %(title)s"),
+    MessageKind.UPDATE: N_("Changed: %(title)s"),
+    MessageKind.CANCELLATION: N_("Cancelled: %(title)s"),
+    MessageKind.REMINDER: N_("Reminder: %(title)s"),
+}
+#: Subjects of the media's wording of updates and cancellations.
+_PRESS_SUBJECTS = {
+    MessageKind.UPDATE: N_("Press notice, change: %(title)s"),
+    MessageKind.CANCELLATION: N_("Press notice, cancellation: %(title)s"),
 }
 
 
@@ -320,7 +506,13 @@ def _environment(language: str) -> jinja2.Environment:
 
 
 def _assemble(
-    headers: EmailMessage, text: str, body: str, *, cte: str | None, calendar: str | None
+    headers: EmailMessage,
+    text: str,
+    body: str,
+    *,
+    cte: str | None,
+    calendar: str | None,
+    method: str = "REQUEST",
 ) -> EmailMessage:
     """The MIME message: ``headers``, then text and HTML as alternatives, then the .ics if any."""
     message = EmailMessage(policy=SMTP)
@@ -331,7 +523,7 @@ def _assemble(
     if calendar is not None:
         message.make_mixed()
         message.add_attachment(
-            calendar, subtype="calendar", filename="invite.ics", params={"method": "REQUEST"}
+            calendar, subtype="calendar", filename="invite.ics", params={"method": method}
         )
     for part in message.walk():
         # set_content marks every part it makes; MIME-Version belongs on the message only.

@@ -47,8 +47,18 @@ class DeliverySchema(Schema):
     organisation_id = fields.String(required=True)
     recipient = fields.String(required=True)
     kind = fields.String(required=True)
+    reminder_offset = fields.String(
+        metadata={"description": "A reminder's offset before the start (`7d`); empty otherwise."}
+    )
     country = fields.String(required=True)
-    status = fields.String(required=True)
+    status = fields.String(
+        required=True,
+        metadata={
+            "description": "`pending`, `sent`, `failed`; `superseded` (a newer revision of the "
+            "event came first) or `skipped` (a reminder whose moment had passed), with the "
+            "reason in `last_error`."
+        },
+    )
     attempts = fields.Integer(required=True)
     last_error = fields.String(allow_none=True)
     created_at = fields.AwareDateTime(required=True)

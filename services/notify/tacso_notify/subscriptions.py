@@ -9,21 +9,44 @@ mail is an independent family, with its own workers, retry schedule and dead-let
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from tacso_notify.domain import MessageKind
 from tacso_shared.messaging import connect
-from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QueueFamily, declare_topology
+from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QueueFamily, WorkQueue, declare_topology
+
+
+@dataclass(frozen=True)
+class BoundToSeveral(QueueFamily):
+    """A family whose country queues take several kinds of message (``<prefix>.<country>`` for
+    the main prefix and each of ``also``)."""
+
+    also: tuple[str, ...] = ()
+
+    def queue_for(self, country: str) -> WorkQueue:
+        queue = super().queue_for(country)
+        extra = tuple(f"{prefix}.{country}" for prefix in self.also)
+        return replace(queue, routing_keys=(*queue.routing_keys, *extra))
+
 
 INVITATIONS = QueueFamily("notify.invitations", "event.published")
 PRESS_NOTICES = QueueFamily("notify.press_notices", "event.published")
+#: Update and cancellation notices of published events (one family: their order matters less
+#: than their independence from invitations; a cancellation supersedes a pending update).
+UPDATES = BoundToSeveral("notify.updates", "event.updated", also=("event.cancelled",))
+#: Reminders to confirmed registrants (one mail per message: transactional, a small family).
+REMINDERS = QueueFamily("notify.reminders", "registration.reminder")
 
 #: Every kind of work of notify, by the short name a worker is started with.
 QUEUE_FAMILIES: dict[str, QueueFamily] = {
     "invitations": INVITATIONS,
     "press_notices": PRESS_NOTICES,
+    "updates": UPDATES,
+    "reminders": REMINDERS,
 }
 
-#: Which kind of mail each family's workers send.
+#: Which kind of mail each fan-out family's workers send (the families an operator's
+#: ``resend-failed`` re-drives: invitations and press notices).
 QUEUE_KINDS: dict[str, MessageKind] = {
     "invitations": MessageKind.INVITATION,
     "press_notices": MessageKind.PRESS_NOTICE,

@@ -12,20 +12,22 @@ from dataclasses import dataclass
 from tacso_notify.audience import RegistryDirectory
 from tacso_notify.bootstrap import Notify
 from tacso_notify.handlers import Dependencies, make_handler, warm_up
+from tacso_notify.lifecycle import make_notice_handler, make_reminder_handler
 from tacso_notify.mailer import SmtpMailer
+from tacso_notify.mirror import LifecycleStore
 from tacso_notify.sending import SenderPool
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_shared import correlation
-from tacso_shared.consumer import QueueWorker
+from tacso_shared.consumer import Handler, QueueWorker
 from tacso_shared.messaging import SyncPublisher
 
 
 def build_worker(
     notify: Notify, queue: str, countries: Sequence[str] | None = None
 ) -> NotifyWorker:
-    """A worker for one kind of mail (``invitations`` or ``press_notices``), all countries or
-    only ``countries``."""
+    """A worker for one family (``invitations``, ``press_notices``, ``updates``, ``reminders``),
+    all countries or only ``countries``."""
     settings = notify.settings
     pool = SenderPool(
         lambda: SmtpMailer(settings.smtp),
@@ -44,9 +46,11 @@ def build_worker(
         )
         publisher.publish([message])
 
+    directory = RegistryDirectory(settings.registry_url, settings.common.service_credential)
     deps = Dependencies(
         ledger=notify.ledger,
-        directory=RegistryDirectory(settings.registry_url, settings.common.service_credential),
+        directory=directory,
+        lookup=directory,
         pool=pool,
         sender=settings.sender,
         domain=settings.sender.address.rpartition("@")[2] or "tacso.local",
@@ -54,16 +58,29 @@ def build_worker(
         stopping=stopping,
         hand_on=hand_on,
     )
+    store = LifecycleStore(notify.sessions)
+    handler: Handler
+    if queue == "updates":
+        handler = make_notice_handler(store, deps)
+    elif queue == "reminders":
+        handler = make_reminder_handler(store, deps)
+    else:
+        handler = make_handler(QUEUE_KINDS[queue], deps)
     consumer = QueueWorker(
         settings.common.amqp_url,
         family.queues(countries),
-        make_handler(QUEUE_KINDS[queue], deps),
+        handler,
         retry_delays=settings.retry_delays,
         prefetch=settings.prefetch,
         stopping=stopping,
         loader=load_message,
     )
-    return NotifyWorker(consumer, pool, lambda: warm_up(QUEUE_KINDS[queue], deps), publisher.close)
+
+    def warm() -> None:
+        if queue in QUEUE_KINDS:
+            warm_up(QUEUE_KINDS[queue], deps)
+
+    return NotifyWorker(consumer, pool, warm, publisher.close)
 
 
 @dataclass
