@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import requests
 
@@ -32,6 +33,17 @@ class Directory(Protocol):
         ...
 
 
+class OrganisationLookup(Protocol):
+    """Finds one organisation by id: the recipient of mail about its own registration."""
+
+    def organisation(self, organisation_id: str) -> Recipient | None:
+        """The organisation as a recipient, or None if the registry does not know it (any more).
+
+        Raises :class:`AudienceUnavailable` when the registry cannot be asked now.
+        """
+        ...
+
+
 class RegistryDirectory:
     """Reads the audience from registry's ``GET /api/v1/organisations`` with keyset paging.
 
@@ -54,6 +66,34 @@ class RegistryDirectory:
         if api_key:
             # A key with the role ``service`` (SERVICE_API_KEY), else the legacy admin key.
             self._http.headers["Authorization"] = f"Bearer {api_key}"
+
+    def organisation(self, organisation_id: str) -> Recipient | None:
+        """``GET /api/v1/organisations/<id>`` (the service role may read any organisation)."""
+        url = f"{self.base_url}/api/v1/organisations/{quote(organisation_id, safe='')}"
+        try:
+            response = self._http.get(url, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise AudienceUnavailable(f"registry unreachable: {exc}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise AudienceUnavailable(
+                f"registry answered {response.status_code}: {response.text[:200]}"
+            )
+        try:
+            body: dict[str, Any] = response.json()
+            recipient = _recipient(body)
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = f"registry answered 200 without an organisation: {exc}"
+            raise AudienceUnavailable(reason) from exc
+        country = body.get("country")
+        return Recipient(
+            recipient.organisation_id,
+            recipient.name,
+            recipient.email,
+            recipient.language,
+            country if isinstance(country, str) else None,
+        )
 
     def _get(self, params: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/api/v1/organisations"

@@ -9,21 +9,44 @@ mail is an independent family, with its own workers, retry schedule and dead-let
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from tacso_notify.domain import MessageKind
+from tacso_notify.domain import REGISTRATION_KINDS, MessageKind
 from tacso_shared.messaging import connect
-from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QueueFamily, declare_topology
+from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QueueFamily, WorkQueue, declare_topology
+
+
+@dataclass(frozen=True)
+class StatusQueueFamily(QueueFamily):
+    """A family whose country queue is bound to several ``<prefix>.<status>.<country>`` keys."""
+
+    statuses: tuple[str, ...] = ()
+
+    def queue_for(self, country: str) -> WorkQueue:
+        return WorkQueue(
+            f"{self.base}.{country}",
+            tuple(f"{self.routing_key_prefix}.{status}.{country}" for status in self.statuses),
+            dead_letter=self.dead_letter_name,
+        )
+
 
 INVITATIONS = QueueFamily("notify.invitations", "event.published")
 PRESS_NOTICES = QueueFamily("notify.press_notices", "event.published")
+#: Transactional mail to one registrant per status change: small, never behind a fan-out.
+#: Not ``registration.reminder.*``: reminders are a family of their own.
+REGISTRATIONS = StatusQueueFamily(
+    "notify.registrations", "registration", statuses=tuple(REGISTRATION_KINDS)
+)
 
 #: Every kind of work of notify, by the short name a worker is started with.
 QUEUE_FAMILIES: dict[str, QueueFamily] = {
     "invitations": INVITATIONS,
     "press_notices": PRESS_NOTICES,
+    "registrations": REGISTRATIONS,
 }
 
-#: Which kind of mail each family's workers send.
+#: Which kind of mail each fan-out family's workers send (a registrations worker sends one kind
+#: per status: ``REGISTRATION_KINDS``).
 QUEUE_KINDS: dict[str, MessageKind] = {
     "invitations": MessageKind.INVITATION,
     "press_notices": MessageKind.PRESS_NOTICE,

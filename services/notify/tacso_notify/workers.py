@@ -13,19 +13,22 @@ from tacso_notify.audience import RegistryDirectory
 from tacso_notify.bootstrap import Notify
 from tacso_notify.handlers import Dependencies, make_handler, warm_up
 from tacso_notify.mailer import SmtpMailer
+from tacso_notify.registration_mail import make_registration_handler, warm_up_registrations
+from tacso_notify.rendering import RsvpLinks
 from tacso_notify.sending import SenderPool
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_shared import correlation
-from tacso_shared.consumer import QueueWorker
+from tacso_shared.consumer import Handler, QueueWorker
+from tacso_shared.links import LinkSigner
 from tacso_shared.messaging import SyncPublisher
 
 
 def build_worker(
     notify: Notify, queue: str, countries: Sequence[str] | None = None
 ) -> NotifyWorker:
-    """A worker for one kind of mail (``invitations`` or ``press_notices``), all countries or
-    only ``countries``."""
+    """A worker for one kind of mail (``invitations``, ``press_notices`` or ``registrations``),
+    all countries or only ``countries``."""
     settings = notify.settings
     pool = SenderPool(
         lambda: SmtpMailer(settings.smtp),
@@ -44,9 +47,14 @@ def build_worker(
         )
         publisher.publish([message])
 
+    directory = RegistryDirectory(settings.registry_url, settings.common.service_credential)
     deps = Dependencies(
         ledger=notify.ledger,
-        directory=RegistryDirectory(settings.registry_url, settings.common.service_credential),
+        directory=directory,
+        organisations=directory,
+        links=RsvpLinks(
+            LinkSigner(settings.common.link_signing_keys), settings.common.public_base_url
+        ),
         pool=pool,
         sender=settings.sender,
         domain=settings.sender.address.rpartition("@")[2] or "tacso.local",
@@ -54,16 +62,24 @@ def build_worker(
         stopping=stopping,
         hand_on=hand_on,
     )
+    handler: Handler
+    warm: Callable[[], None]
+    if queue == "registrations":
+        handler = make_registration_handler(deps)
+        warm = lambda: warm_up_registrations(deps)  # noqa: E731
+    else:
+        handler = make_handler(QUEUE_KINDS[queue], deps)
+        warm = lambda: warm_up(QUEUE_KINDS[queue], deps)  # noqa: E731
     consumer = QueueWorker(
         settings.common.amqp_url,
         family.queues(countries),
-        make_handler(QUEUE_KINDS[queue], deps),
+        handler,
         retry_delays=settings.retry_delays,
         prefetch=settings.prefetch,
         stopping=stopping,
         loader=load_message,
     )
-    return NotifyWorker(consumer, pool, lambda: warm_up(QUEUE_KINDS[queue], deps), publisher.close)
+    return NotifyWorker(consumer, pool, warm, publisher.close)
 
 
 @dataclass
