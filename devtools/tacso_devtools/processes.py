@@ -87,6 +87,7 @@ PROCESSES: tuple[Process, ...] = (
     _worker("press_notices"),
     _worker("updates"),
     _worker("reminders"),
+    _worker("registrations"),
 )
 
 #: Third-party services a deployment needs besides our processes (not in the manifest).

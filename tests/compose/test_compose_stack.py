@@ -48,6 +48,7 @@ LONG_RUNNING = (
     "notify",
     "notify-invitations",
     "notify-press-notices",
+    "notify-registrations",
 )
 # Variables the harness passes through to docker / docker-compose; everything else is set here,
 # so nothing from the caller's environment or a developer's .env leaks into the stack.
@@ -63,6 +64,7 @@ STATELESS = (
     "notify",
     "notify-invitations",
     "notify-press-notices",
+    "notify-registrations",
 )
 
 
@@ -478,6 +480,7 @@ SCRAPED = {
     "events-relay",
     "notify-invitations",
     "notify-press-notices",
+    "notify-registrations",
     "rabbitmq",
     "prometheus",
 }

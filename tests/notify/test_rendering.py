@@ -20,6 +20,8 @@ from tacso_notify.domain import PUBLICATION_KINDS, MessageKind, Recipient, Sende
 from tacso_notify.rendering import PreparedMessage, build_calendar, ical_uid, prepare_message
 from tacso_shared.contracts import EventPublished
 
+#: The kinds of mail a published event's fan-out renders with ``prepare_message``.
+
 SENDER = Sender(address="events@tacso.example")
 DOMAIN = "tacso.example"
 STARTS = datetime(2026, 5, 12, 8, 0, tzinfo=UTC)
@@ -480,15 +482,21 @@ class TestCalendar:
         assert organizer == "mailto:events@tacso.example"
         assert organizer.params["CN"] == "TACSO Resource Centre BiH"
 
-    def test_build_calendar_alone_matches_the_attachment(self) -> None:
+    def test_build_calendar_alone_matches_the_attachment_but_for_the_attendee(self) -> None:
         def content_lines(calendar: icalendar.Calendar) -> list[bytes]:
-            # Unfolded, without DTSTAMP: the one line that says when it was built, not what.
+            # Unfolded, without DTSTAMP: the one line that says when it was built, not what;
+            # without ATTENDEE: the recipient's own line, only in their copy.
             unfolded = calendar.to_ical().replace(b"\r\n ", b"")
-            return [line for line in unfolded.split(b"\r\n") if not line.startswith(b"DTSTAMP")]
+            return [
+                line
+                for line in unfolded.split(b"\r\n")
+                if not line.startswith((b"DTSTAMP", b"ATTENDEE"))
+            ]
 
         alone = vevent_of(build_calendar(make_event(), DOMAIN))
         attached = self.attached()
         assert content_lines(alone) == content_lines(attached)
+        assert "ATTENDEE" not in the_vevent(alone)
         assert b"UID:event-ev-42@tacso.example" in content_lines(alone)
 
 

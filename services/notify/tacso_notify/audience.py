@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import requests
 
@@ -47,6 +48,17 @@ class OrganisationLookup(Protocol):
     def lookup(self, organisation_ids: Sequence[str]) -> list[Organisation]: ...
 
 
+class OrganisationFinder(Protocol):
+    """Finds one organisation by id: the recipient of mail about its own registration."""
+
+    def organisation(self, organisation_id: str) -> Recipient | None:
+        """The organisation as a recipient, or None if the registry does not know it (any more).
+
+        Raises :class:`AudienceUnavailable` when the registry cannot be asked now.
+        """
+        ...
+
+
 class RegistryDirectory:
     """Reads the audience from registry's ``GET /api/v1/organisations`` with keyset paging.
 
@@ -69,6 +81,43 @@ class RegistryDirectory:
         if api_key:
             # A key with the role ``service`` (SERVICE_API_KEY), else the legacy admin key.
             self._http.headers["Authorization"] = f"Bearer {api_key}"
+
+    def _organisation(self, organisation_id: str) -> dict[str, Any] | None:
+        """``GET /api/v1/organisations/<id>`` (the service role may read any organisation); None
+        if registry does not know it (any more: erased); AudienceUnavailable if it cannot say."""
+        url = f"{self.base_url}/api/v1/organisations/{quote(organisation_id, safe='')}"
+        try:
+            response = self._http.get(url, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise AudienceUnavailable(f"registry unreachable: {exc}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise AudienceUnavailable(
+                f"registry answered {response.status_code}: {response.text[:200]}"
+            )
+        try:
+            body: dict[str, Any] = response.json()
+            _recipient(body)
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = f"registry answered 200 without an organisation: {exc}"
+            raise AudienceUnavailable(reason) from exc
+        return body
+
+    def organisation(self, organisation_id: str) -> Recipient | None:
+        """One organisation as a recipient (with its country), or None if registry lacks it."""
+        body = self._organisation(organisation_id)
+        if body is None:
+            return None
+        recipient = _recipient(body)
+        country = body.get("country")
+        return Recipient(
+            recipient.organisation_id,
+            recipient.name,
+            recipient.email,
+            recipient.language,
+            country if isinstance(country, str) else None,
+        )
 
     def _get(self, params: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/api/v1/organisations"
@@ -110,30 +159,13 @@ class RegistryDirectory:
         return [_recipient(o) for o in body["items"]], body.get("next_after") or None
 
     def lookup(self, organisation_ids: Sequence[str]) -> list[Organisation]:
-        """``GET /api/v1/organisations/<id>`` for each id, on one kept-alive connection.
-
-        An organisation registry no longer has (404: erased) is left out; any other failure
-        raises :class:`AudienceUnavailable`.
-        """
+        """Each organisation by id, on one kept-alive connection; those registry no longer has
+        (erased) are left out; any other failure raises :class:`AudienceUnavailable`."""
         found = []
         for organisation_id in organisation_ids:
-            url = f"{self.base_url}/api/v1/organisations/{organisation_id}"
-            try:
-                response = self._http.get(url, timeout=self.timeout)
-            except requests.RequestException as exc:
-                raise AudienceUnavailable(f"registry unreachable: {exc}") from exc
-            if response.status_code == 404:
-                continue
-            if response.status_code != 200:
-                raise AudienceUnavailable(
-                    f"registry answered {response.status_code}: {response.text[:200]}"
-                )
-            try:
-                body: dict[str, Any] = response.json()
+            body = self._organisation(organisation_id)
+            if body is not None:
                 found.append(Organisation(_recipient(body), bool(body.get("mailing_consent"))))
-            except (ValueError, KeyError, TypeError) as exc:
-                reason = f"registry answered 200 without an organisation: {exc}"
-                raise AudienceUnavailable(reason) from exc
         return found
 
     def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:

@@ -17,11 +17,28 @@ class MessageKind(enum.StrEnum):
     CANCELLATION = "cancellation"
     #: A confirmed registrant is reminded some time before the start.
     REMINDER = "reminder"
+    #: Mail to one registrant about their registration, one kind per status it reached.
+    REGISTRATION_CONFIRMED = "registration_confirmed"
+    REGISTRATION_WAITLISTED = "registration_waitlisted"
+    REGISTRATION_OFFERED = "registration_offered"
+    REGISTRATION_EXPIRED = "registration_expired"
+    REGISTRATION_CANCELLED = "registration_cancelled"
+    REGISTRATION_DECLINED = "registration_declined"
 
 
 #: The kinds sent when an event is published (rendered by ``prepare_message``); the others are
-#: rendered from their own message by ``prepare_notice``.
+#: rendered from their own message (``prepare_notice``, registration mail).
 PUBLICATION_KINDS = (MessageKind.INVITATION, MessageKind.PRESS_NOTICE)
+
+#: The registration mail sent when a registration reaches each status.
+REGISTRATION_KINDS: dict[str, MessageKind] = {
+    "confirmed": MessageKind.REGISTRATION_CONFIRMED,
+    "waitlisted": MessageKind.REGISTRATION_WAITLISTED,
+    "offered": MessageKind.REGISTRATION_OFFERED,
+    "expired": MessageKind.REGISTRATION_EXPIRED,
+    "cancelled": MessageKind.REGISTRATION_CANCELLED,
+    "declined": MessageKind.REGISTRATION_DECLINED,
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,8 @@ class Recipient:
     name: str
     email: str
     language: str = "en"
+    #: The organisation's country, where known (its local time in transactional mail).
+    country: str | None = None
 
 
 @dataclass(frozen=True)

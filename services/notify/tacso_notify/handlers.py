@@ -16,12 +16,13 @@ from tacso_notify.audience import (
     FIRST_PAGE_SIZE,
     AudienceUnavailable,
     Directory,
+    OrganisationFinder,
     OrganisationLookup,
 )
 from tacso_notify.domain import MessageKind, Recipient, Sender
 from tacso_notify.i18n import language_of
 from tacso_notify.ledger import DeliveryLedger
-from tacso_notify.rendering import PreparedMessage, prepare_message
+from tacso_notify.rendering import PreparedMessage, RsvpLinks, prepare_message
 from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
 from tacso_notify.tasks import PageTask
 from tacso_shared import correlation, metrics
@@ -108,6 +109,11 @@ class Dependencies:
     #: Looks organisations up by id (update, cancellation and reminder mail: their audience is
     #: known to notify by id). Only the workers of those kinds need it.
     lookup: OrganisationLookup | None = None
+    #: Makes each recipient's personal RSVP link (invitations and registration mail); without it
+    #: (tools, some tests) an invitation links to the event page only.
+    links: RsvpLinks | None = None
+    #: Finds one organisation (the registrant of registration mail).
+    organisations: OrganisationFinder | None = None
 
 
 class _Progress:
@@ -285,7 +291,9 @@ def _rendered(
         key = (event.event_id, event.revision, kind.value, language_of(language), cid)
         message = cache.get(key)
         if message is None:
-            message = prepare_message(event, kind, deps.sender, deps.domain, key[3], cid)
+            message = prepare_message(
+                event, kind, deps.sender, deps.domain, key[3], cid, links=deps.links
+            )
             if len(cache) >= PREPARED_CACHE_SIZE:
                 cache.pop(next(iter(cache)))
             cache[key] = message
@@ -404,7 +412,7 @@ def warm_up(kind: MessageKind, deps: Dependencies) -> None:
     """
     envelope = Envelope(type=EVENT_PUBLISHED, source="/tacso/notify/warm-up", data=_SAMPLE_EVENT)
     event = load_data(envelope)
-    prepared = prepare_message(event, kind, deps.sender, deps.domain)
+    prepared = prepare_message(event, kind, deps.sender, deps.domain, links=deps.links)
     prepared.for_recipient(Recipient("warm-up", "Warm-up", "warm-up@example.org"))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -21,7 +21,7 @@ from tacso_notify.models import (
     FanOutContinuation,
     Suppression,
 )
-from tacso_shared.contracts import EventPublished
+from tacso_shared.contracts import EventPublished, RegistrationChanged
 from tacso_shared.db import transaction
 
 
@@ -198,6 +198,86 @@ class DeliveryLedger:
         ).all()
         claimed = sorted((r.id, r.organisation_id) for r in rows if r.claim_token == token)
         return claimed, len(rows) - len(claimed)
+
+    # ---- registration mail: one delivery per (event, registration, status change) -----------
+    @staticmethod
+    def _registration_key(change: RegistrationChanged, kind: str) -> Any:
+        t = DELIVERIES
+        return sa.and_(
+            t.c.event_id == change.event.event_id,
+            t.c.revision == change.event.revision,
+            t.c.organisation_id == change.organisation_id,
+            t.c.kind == kind,
+            t.c.registration_id == change.registration_id,
+            t.c.sequence == change.sequence,
+        )
+
+    def registration_mail_status(
+        self,
+        change: RegistrationChanged,
+        kind: str,
+        also: Callable[[Session], None] | None = None,
+    ) -> str | None:
+        """The status of the mail about this status change (None: not owed yet).
+
+        ``also`` runs in the same transaction: what else notify records about the change.
+        """
+        with transaction(self.sessions) as session:
+            if also is not None:
+                also(session)
+            status: str | None = session.scalar(
+                sa.select(DELIVERIES.c.status).where(self._registration_key(change, kind))
+            )
+        return status
+
+    def claim_registration_mail(
+        self,
+        change: RegistrationChanged,
+        kind: str,
+        recipient: Recipient,
+        token: str,
+        lease_seconds: float,
+    ) -> tuple[int | None, bool]:
+        """Record that this mail is owed to ``recipient`` and take it under ``token``.
+
+        Returns ``(delivery id, False)`` when taken, ``(None, True)`` when another worker's
+        unexpired lease holds it, ``(None, False)`` when it was already sent or failed.
+        """
+        now = datetime.now(UTC)
+        t = DELIVERIES
+        key = self._registration_key(change, kind)
+        row = {
+            "event_id": change.event.event_id,
+            "revision": change.event.revision,
+            "organisation_id": change.organisation_id,
+            "kind": kind,
+            "registration_id": change.registration_id,
+            "sequence": change.sequence,
+            "recipient": recipient.email,
+            "country": change.event.country,
+            "status": PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        expired = now - timedelta(seconds=lease_seconds)
+        with transaction(self.sessions) as session:
+            _insert_ignoring_duplicates(session, [row])
+            session.execute(
+                t.update()
+                .where(
+                    key,
+                    t.c.status == PENDING,
+                    sa.or_(t.c.claimed_at.is_(None), t.c.claimed_at < expired),
+                )
+                .values(claim_token=token, claimed_at=now)
+            )
+            found = session.execute(sa.select(t.c.id, t.c.status, t.c.claim_token).where(key)).one()
+        if found.status != PENDING:
+            return None, False
+        if found.claim_token != token:
+            return None, True
+        return int(found.id), False
 
     def renew(self, token: str) -> None:
         """Extend the lease of the deliveries still held under ``token``."""

@@ -25,7 +25,8 @@ class Delivery(Base):
     """One email owed to one organisation about one revision of one event.
 
     The unique key makes a redelivered or re-published message harmless: the row already exists,
-    and a row already ``sent`` is never sent again.
+    and a row already ``sent`` is never sent again. Registration mail adds the registration and
+    its status change (``sequence``) to the key; other mail has ``""`` and 0 there.
     """
 
     __tablename__ = "deliveries"
@@ -36,6 +37,8 @@ class Delivery(Base):
             "organisation_id",
             "kind",
             "reminder_offset",
+            "registration_id",
+            "sequence",
             name="uq_deliveries_once",
         ),
         sa.Index("ix_deliveries_event_kind_status", "event_id", "kind", "status"),
@@ -61,6 +64,9 @@ class Delivery(Base):
     #: releases it when the lease runs out, so another one can take it over.
     claim_token: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The registration a registration mail is about, and which of its status changes.
+    registration_id: Mapped[str] = mapped_column(sa.String(36), default="", server_default="")
+    sequence: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
 
 class Suppression(Base):

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 import jinja2
 from babel import Locale
-from babel.dates import format_date, match_skeleton
+from babel.dates import format_date, format_time, get_timezone_name, match_skeleton
 
 from tacso_notify.addressing import SmtpAddress, UnsendableAddress, smtp_address
 from tacso_notify.domain import PUBLICATION_KINDS, MessageKind, Recipient, Sender
@@ -51,18 +51,22 @@ from tacso_shared.contracts import (
     EventCancelled,
     EventPublished,
     EventUpdated,
+    RegistrationChanged,
     ReminderDue,
     Venue,
 )
+from tacso_shared.links import LinkSigner, LinkToken
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
 
 __all__ = [
     "PreparedMessage",
+    "RsvpLinks",
     "build_calendar",
     "describe_changes",
     "ical_uid",
     "prepare_message",
     "prepare_notice",
+    "prepare_registration_message",
 ]
 
 PRODID = "-//TACSO//Events//EN"
@@ -86,8 +90,56 @@ _MAILBOX = re.compile(r"[^\s<>()\[\],;:\\\"@]+@[^\s<>()\[\],;:\\\"@]+")
 # digits only so neither autoescaping nor any header/body encoding alters them.
 _TEXT_TOKEN = f"TACSO{secrets.token_hex(12)}TEXTNAME"
 _HTML_TOKEN = f"TACSO{secrets.token_hex(12)}HTMLNAME"
-_TEXT_TOKEN_BYTES = _TEXT_TOKEN.encode("ascii")
-_TOKENS = re.compile(b"(" + _TEXT_TOKEN_BYTES + b"|" + _HTML_TOKEN.encode("ascii") + b")")
+# The same for the recipient's personal link token and the .ics ATTENDEE line (its own line).
+_LINK_TOKEN = f"TACSO{secrets.token_hex(12)}LINKTOKEN"
+_ATTENDEE_TOKEN = f"TACSO{secrets.token_hex(12)}ATTENDEE"
+#: Placeholder -> slot number (which per-recipient value replaces it).
+_SLOT_OF = {
+    token.encode("ascii"): slot
+    for slot, token in enumerate((_TEXT_TOKEN, _HTML_TOKEN, _LINK_TOKEN, _ATTENDEE_TOKEN))
+}
+_TOKENS = re.compile(b"(" + b"|".join(_SLOT_OF) + b")")
+#: iCalendar lines are folded at 75 octets (RFC 5545, 3.1).
+_ICS_LINE = 75
+
+
+@dataclass(frozen=True)
+class RsvpLinks:
+    """Makes each recipient's personal RSVP link: ``<PUBLIC_BASE_URL>/rsvp/<signed token>``."""
+
+    signer: LinkSigner
+    base_url: str
+
+    def token(
+        self, organisation_id: str, event_id: str, expires_at: datetime, language: str
+    ) -> str:
+        """The signed token of one organisation's link to one event (valid until it ends)."""
+        return self.signer.sign(
+            LinkToken(
+                purpose="rsvp",
+                organisation_id=organisation_id,
+                event_id=event_id,
+                expires_at=expires_at,
+                language=language,
+            )
+        )
+
+    def page(self, token: str) -> str:
+        """The URL of the RSVP page of ``token``."""
+        return f"{self.base_url.rstrip('/')}/rsvp/{token}"
+
+
+@dataclass(frozen=True)
+class _Personal:
+    """What a message carries per recipient besides the name: their link and .ics attendee."""
+
+    event_id: str
+    expires_at: datetime
+    language: str
+    links: RsvpLinks | None = None
+    #: The recipient's ATTENDEE line in the .ics: its PARTSTAT and RSVP (None: no such line).
+    partstat: str | None = None
+    rsvp: bool = False
 
 
 class PreparedMessage:
@@ -95,6 +147,7 @@ class PreparedMessage:
 
     __slots__ = (
         "_id_suffix",
+        "_personal",
         "_segments",
         "_slots",
         "_slow",
@@ -123,12 +176,14 @@ class PreparedMessage:
         segments: Sequence[bytes] = (b"",),
         slots: Sequence[int] = (),
         slow: _Parts | None = None,
+        personal: _Personal | None = None,
     ) -> None:
         """Hold the flattened message split at the greeting placeholders (see ``prepare_message``).
 
-        ``slots[i]`` says which name goes between ``segments[i]`` and ``segments[i + 1]``: 0 the
-        plain one (text part), 1 the HTML-escaped one. With ``slow`` the message is instead
-        assembled per recipient from those parts.
+        ``slots[i]`` says which value goes between ``segments[i]`` and ``segments[i + 1]``: 0 the
+        plain name (text part), 1 the HTML-escaped one, 2 the personal link's token, 3 the .ics
+        ATTENDEE line (made from ``personal``). With ``slow`` the message is instead assembled
+        per recipient from those parts.
         """
         self.kind = kind
         self.subject = subject
@@ -139,6 +194,7 @@ class PreparedMessage:
         self._segments = tuple(segments)
         self._slots = tuple(slots)
         self._slow = slow
+        self._personal = personal
 
     def for_recipient(self, recipient: Recipient, address: SmtpAddress | None = None) -> bytes:
         """The full RFC 5322 message for ``recipient``, CRLF line endings, ready for SMTP.
@@ -150,6 +206,7 @@ class PreparedMessage:
         if address is None:
             address = smtp_address(recipient.email)
         name = _clean(recipient.name)
+        token, attendee = self._personal_values(recipient, name, address.mailbox)
         # Header order carries no meaning, so the personal headers simply go first.
         head = (
             b"To: "
@@ -166,16 +223,21 @@ class PreparedMessage:
         escaped = html.escape(name)
         if self._slow is not None:
             parts = self._slow
-            text = parts.text.replace(_TEXT_TOKEN, name)
-            body = parts.html.replace(_HTML_TOKEN, escaped)
+            text = parts.text.replace(_TEXT_TOKEN, name).replace(_LINK_TOKEN, token)
+            body = parts.html.replace(_HTML_TOKEN, escaped).replace(_LINK_TOKEN, token)
+            calendar = parts.calendar
+            if calendar is not None:
+                calendar = calendar.replace(_ATTENDEE_TOKEN, attendee)
             message = _assemble(
-                parts.headers, text, body, cte=None, calendar=parts.calendar, method=parts.method
+                parts.headers, text, body, cte=None, calendar=calendar, method=parts.method
             )
             return head + message.as_bytes(policy=SMTP)
         # The spliced name lands in a CRLF message: its own line breaks must be CRLF too.
         values = (
             name.replace("\n", "\r\n").encode("utf-8"),
             escaped.replace("\n", "\r\n").encode("utf-8"),
+            token.encode("ascii"),
+            attendee.encode("utf-8"),
         )
         segments = self._segments
         out = [head, segments[0]]
@@ -183,6 +245,24 @@ class PreparedMessage:
             out.append(values[slot])
             out.append(segments[index])
         return b"".join(out)
+
+    def _personal_values(self, recipient: Recipient, name: str, mailbox: str) -> tuple[str, str]:
+        """The recipient's link token and .ics ATTENDEE line (empty when the message has none)."""
+        personal = self._personal
+        if personal is None:
+            return "", ""
+        token = ""
+        if personal.links is not None:
+            token = personal.links.token(
+                recipient.organisation_id,
+                personal.event_id,
+                personal.expires_at,
+                personal.language,
+            )
+        attendee = ""
+        if personal.partstat is not None:
+            attendee = _attendee_line(name, mailbox, personal.partstat, personal.rsvp)
+        return token, attendee
 
 
 @dataclass(frozen=True)
@@ -208,15 +288,19 @@ def build_calendar(
     *,
     sender: Sender | None = None,
     language: str = DEFAULT_LANGUAGE,
+    attendee: bool = False,
     method: str = "REQUEST",
 ) -> bytes:
-    """The iCalendar object for an event: ``METHOD:REQUEST`` as attached to invitations and
-    update notices, or ``METHOD:CANCEL`` (``STATUS:CANCELLED``) for a cancellation.
+    """The iCalendar object for an event: ``METHOD:REQUEST`` as attached to invitations,
+    confirmations and update notices, or ``METHOD:CANCEL`` (``STATUS:CANCELLED``) for a
+    cancellation.
 
     UID is the event's whatever its revision, SEQUENCE its revision - 1: a calendar that got the
     invitation moves (or removes) that entry instead of adding another. The organiser is the
     event's organiser; without an organiser email it is ``sender`` (or ``events@<domain>``),
-    because iTIP messages must name an organiser.
+    because iTIP messages must name an organiser. With ``attendee`` the
+    event has a placeholder line that :class:`PreparedMessage` replaces with the recipient's
+    ``ATTENDEE`` (RFC 5546 requires one in a REQUEST).
     """
     start = _aware(event.starts_at).astimezone(UTC)
     end = _aware(event.ends_at).astimezone(UTC)
@@ -250,6 +334,9 @@ def build_calendar(
     calendar.add("method", method)
     calendar.add_component(vevent)
     result: bytes = calendar.to_ical()
+    if attendee:
+        end_event = b"END:VEVENT\r\n"
+        result = result.replace(end_event, _ATTENDEE_TOKEN.encode("ascii") + b"\r\n" + end_event)
     return result
 
 
@@ -260,30 +347,109 @@ def prepare_message(
     domain: str = "tacso.local",
     language: str = DEFAULT_LANGUAGE,
     correlation_id: str | None = None,
+    links: RsvpLinks | None = None,
 ) -> PreparedMessage:
     """Render ``kind`` for ``event`` in ``language`` once; ``for_recipient`` personalises it.
 
     ``correlation_id``: the id of the request that published the event, set as
     ``X-Correlation-ID`` on every copy so a mail can be traced back through the logs.
+    ``links``: an invitation then carries each recipient's two RSVP links.
     """
     kind = MessageKind(kind)
     if kind not in PUBLICATION_KINDS:
         raise ValueError(f"{kind.value} is rendered from its own message: use prepare_notice")
+    language = language_of(language)
+    title = " ".join(event.text_in(language).title.split())
+    subject = gettext_for(language, _SUBJECTS[kind]) % {"title": title}
+    context = _context(event, language)
+    invitation = kind is MessageKind.INVITATION
+    if invitation and links is not None:
+        context["rsvp_url"] = links.page(_LINK_TOKEN)
     calendar = (
-        build_calendar(event, domain, sender=sender, language=language_of(language))
-        if kind is MessageKind.INVITATION
+        build_calendar(event, domain, sender=sender, language=language, attendee=True)
+        if invitation
         else None
+    )
+    personal = _Personal(
+        event_id=str(event.event_id),
+        expires_at=_aware(event.ends_at),
+        language=language,
+        links=links if invitation else None,
+        partstat="NEEDS-ACTION" if invitation else None,
+        rsvp=True,
     )
     return _prepare(
         event,
         kind,
         kind.value,
-        _SUBJECTS[kind],
+        subject,
+        context,
         sender,
         domain,
-        language,
         correlation_id,
-        calendar=calendar,
+        calendar,
+        personal,
+    )
+
+
+def prepare_registration_message(
+    change: RegistrationChanged,
+    kind: MessageKind,
+    sender: Sender,
+    domain: str = "tacso.local",
+    language: str = DEFAULT_LANGUAGE,
+    correlation_id: str | None = None,
+    links: RsvpLinks | None = None,
+    timezone: str | None = None,
+) -> PreparedMessage:
+    """Render the mail about a registration's status change (``kind``) in ``language``.
+
+    A confirmation carries the event's ``.ics`` (the invitation's UID and SEQUENCE, the
+    registrant as an ATTENDEE who accepted); an offer its claim deadline in ``timezone`` (the
+    reader's; default the event country's). Every one carries the registrant's personal link.
+    """
+    kind = MessageKind(kind)
+    language = language_of(language)
+    event = change.event
+    title = " ".join(event.text_in(language).title.split())
+    subject = gettext_for(language, _SUBJECTS[kind]) % {"title": title}
+    zone = timezone or COUNTRIES[event.country].timezone
+    context = {
+        **_context(event, language),
+        "status": change.status,
+        "seats": change.seats,
+        "position": change.position,
+        "deadline": (
+            None
+            if change.offer_expires_at is None
+            else _format_moment(_aware(change.offer_expires_at), zone, language)
+        ),
+        "rsvp_url": links.page(_LINK_TOKEN) if links is not None else None,
+    }
+    confirmed = kind is MessageKind.REGISTRATION_CONFIRMED
+    calendar = (
+        build_calendar(event, domain, sender=sender, language=language, attendee=True)
+        if confirmed
+        else None
+    )
+    personal = _Personal(
+        event_id=str(event.event_id),
+        expires_at=_aware(event.ends_at),
+        language=language,
+        links=links,
+        partstat="ACCEPTED" if confirmed else None,
+    )
+    return _prepare(
+        event,
+        kind,
+        "registration",
+        subject,
+        context,
+        sender,
+        domain,
+        correlation_id,
+        calendar,
+        personal,
     )
 
 
@@ -305,7 +471,7 @@ def prepare_notice(
     language = language_of(language)
     event = notice.event
     extra: dict[str, Any] = {}
-    calendar: str | None = None
+    calendar: bytes | None = None
     method = "REQUEST"
     if isinstance(notice, EventUpdated):
         kind = MessageKind.UPDATE
@@ -320,21 +486,31 @@ def prepare_notice(
         press = False
     if kind is not MessageKind.REMINDER and not press:
         calendar = build_calendar(
-            event, domain, sender=sender, language=language, method=method
-        ).decode("utf-8")
+            event, domain, sender=sender, language=language, method=method, attendee=True
+        )
     template = f"{kind.value}_press" if press else kind.value
-    subject = _PRESS_SUBJECTS[kind] if press else _SUBJECTS[kind]
+    title = " ".join(event.text_in(language).title.split())
+    subject = gettext_for(language, (_PRESS_SUBJECTS if press else _SUBJECTS)[kind]) % {
+        "title": title
+    }
+    personal = _Personal(
+        event_id=str(event.event_id),
+        expires_at=_aware(event.ends_at),
+        language=language,
+        # The .ics of an update or cancellation names the recipient as iTIP asks.
+        partstat="NEEDS-ACTION" if calendar is not None else None,
+    )
     return _prepare(
         event,
         kind,
         template,
         subject,
+        {**_context(event, language), **extra},
         sender,
         domain,
-        language,
         correlation_id,
-        extra=extra,
-        calendar=calendar,
+        calendar,
+        personal,
         method=method,
     )
 
@@ -414,30 +590,27 @@ def _prepare(
     event: EventPublished,
     kind: MessageKind,
     template_name: str,
-    subject_message: str,
+    subject: str,
+    context: dict[str, Any],
     sender: Sender,
     domain: str,
-    language: str,
     correlation_id: str | None,
-    *,
-    extra: dict[str, Any] | None = None,
-    calendar: str | bytes | None = None,
+    calendar_bytes: bytes | None,
+    personal: _Personal,
     method: str = "REQUEST",
 ) -> PreparedMessage:
-    """Render ``template_name`` (``.txt`` and ``.html``) for ``event`` once, flatten it, and
-    split it at the greeting placeholders for :meth:`PreparedMessage.for_recipient`."""
-    language = language_of(language)
-    title = " ".join(event.text_in(language).title.split())
-    subject = gettext_for(language, subject_message) % {"title": title}
-    context = {**_context(event, language), "subject": subject, "lang": language, **(extra or {})}
+    """Render the templates, set the common headers and split the message at its placeholders."""
+    language = personal.language
+    context = {"rsvp_url": None, **context, "subject": subject, "lang": language}
     environment = _environment(language)
     text = environment.get_template(f"{template_name}.txt").render(context)
     body = environment.get_template(f"{template_name}.html").render(context)
-    if isinstance(calendar, bytes):
-        calendar = calendar.decode("utf-8")
 
     template = EmailMessage(policy=SMTP)
     template["From"] = Address(display_name=sender.name, addr_spec=sender.address)
+    reply_to = _reply_to(event)
+    if reply_to is not None:
+        template["Reply-To"] = reply_to
     template["Subject"] = subject
     template["Date"] = format_datetime(datetime.now(UTC).replace(microsecond=0))
     template["MIME-Version"] = "1.0"
@@ -447,6 +620,7 @@ def _prepare(
     if correlation_id is not None:
         # Through accept(): a forged id (line breaks, say) never reaches a header.
         template[correlation.HEADER] = correlation.accept(correlation_id)
+    calendar = None if calendar_bytes is None else calendar_bytes.decode("utf-8")
     parts = _Parts(template, text, body, calendar, method)
     prepared = functools.partial(
         PreparedMessage,
@@ -456,6 +630,7 @@ def _prepare(
         event_id=str(event.event_id),
         revision=int(event.revision),
         domain=domain,
+        personal=personal,
     )
     flat = _assemble(template, text, body, cte="8bit", calendar=calendar, method=method).as_bytes(
         policy=SMTP
@@ -465,8 +640,53 @@ def _prepare(
         # quoted-printable or base64 and pay for a full flatten per recipient instead.
         return prepared(slow=parts)
     pieces = _TOKENS.split(flat)
-    slots = [0 if token == _TEXT_TOKEN_BYTES else 1 for token in pieces[1::2]]
+    slots = [_SLOT_OF[token] for token in pieces[1::2]]
     return prepared(segments=pieces[0::2], slots=slots)
+
+
+def _reply_to(event: EventPublished) -> Address | None:
+    """The organising RC's address for replies, when known and expressible in a header."""
+    if not event.organiser_email:
+        return None
+    try:
+        address = smtp_address(event.organiser_email)
+    except UnsendableAddress:
+        return None
+    if address.smtputf8:  # a UTF-8 local part cannot go in a plain header
+        return None
+    return Address(display_name=_clean(event.organiser_name), addr_spec=address.mailbox)
+
+
+def _format_moment(moment: datetime, timezone: str, language: str) -> str:
+    """One moment in ``timezone`` as ``language`` writes it, the zone named for people."""
+    locale = locale_of(language)
+    local = moment.astimezone(ZoneInfo(timezone))
+    day = format_date(local, "full", locale=locale)
+    time = format_time(local, "short", locale=locale)
+    return f"{day}, {time} ({get_timezone_name(local, 'long', locale=locale)})"
+
+
+def _attendee_line(name: str, mailbox: str, partstat: str, rsvp: bool) -> str:
+    """The recipient's iCalendar ``ATTENDEE`` content line, folded (CRLF + space) at 75 octets."""
+    params = f";CUTYPE=GROUP;ROLE=REQ-PARTICIPANT;PARTSTAT={partstat}"
+    if rsvp:
+        params += ";RSVP=TRUE"
+    if name:
+        # A parameter value is quoted; a DQUOTE cannot appear in it (RFC 5545, 3.1).
+        params = f';CN="{name.replace(chr(34), chr(39))}"' + params
+    line = f"ATTENDEE{params}:mailto:{mailbox}".encode()
+    if len(line) <= _ICS_LINE:
+        return line.decode("utf-8")
+    pieces = []
+    start, limit = 0, _ICS_LINE
+    while start < len(line):
+        cut = min(start + limit, len(line))
+        # Never split inside a UTF-8 sequence.
+        while cut < len(line) and line[cut] & 0xC0 == 0x80:
+            cut -= 1
+        pieces.append(line[start:cut])
+        start, limit = cut, _ICS_LINE - 1  # continuation lines start with a space
+    return b"\r\n ".join(pieces).decode("utf-8")
 
 
 #: Subjects by kind (translated: the msgids are extracted from here).
@@ -476,6 +696,12 @@ _SUBJECTS = {
     MessageKind.UPDATE: N_("Changed: %(title)s"),
     MessageKind.CANCELLATION: N_("Cancelled: %(title)s"),
     MessageKind.REMINDER: N_("Reminder: %(title)s"),
+    MessageKind.REGISTRATION_CONFIRMED: N_("Registration confirmed: %(title)s"),
+    MessageKind.REGISTRATION_WAITLISTED: N_("On the waiting list: %(title)s"),
+    MessageKind.REGISTRATION_OFFERED: N_("A seat is free for you: %(title)s"),
+    MessageKind.REGISTRATION_EXPIRED: N_("Your seat offer has expired: %(title)s"),
+    MessageKind.REGISTRATION_CANCELLED: N_("Registration cancelled: %(title)s"),
+    MessageKind.REGISTRATION_DECLINED: N_("Your answer is noted: %(title)s"),
 }
 #: Subjects of the media's wording of updates and cancellations.
 _PRESS_SUBJECTS = {
@@ -523,7 +749,11 @@ def _assemble(
     if calendar is not None:
         message.make_mixed()
         message.add_attachment(
-            calendar, subtype="calendar", filename="invite.ics", params={"method": method}
+            calendar,
+            subtype="calendar",
+            filename="invite.ics",
+            params={"method": method},
+            cte=cte,
         )
     for part in message.walk():
         # set_content marks every part it makes; MIME-Version belongs on the message only.

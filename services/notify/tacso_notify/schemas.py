@@ -64,6 +64,16 @@ class DeliverySchema(Schema):
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
     sent_at = fields.AwareDateTime(allow_none=True)
+    registration_id = fields.Function(
+        lambda d: d.registration_id or None,
+        allow_none=True,
+        metadata={"description": "The registration a registration mail is about (else null)."},
+    )
+    sequence = fields.Function(
+        lambda d: d.sequence or None,
+        allow_none=True,
+        metadata={"description": "Which status change of that registration (else null)."},
+    )
 
 
 class DeliveryPageSchema(Schema):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from tacso_notify.domain import MessageKind
+from tacso_notify.domain import REGISTRATION_KINDS, MessageKind
 from tacso_shared.messaging import connect
 from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QueueFamily, WorkQueue, declare_topology
 
@@ -29,6 +29,20 @@ class BoundToSeveral(QueueFamily):
         return replace(queue, routing_keys=(*queue.routing_keys, *extra))
 
 
+@dataclass(frozen=True)
+class StatusQueueFamily(QueueFamily):
+    """A family whose country queue is bound to several ``<prefix>.<status>.<country>`` keys."""
+
+    statuses: tuple[str, ...] = ()
+
+    def queue_for(self, country: str) -> WorkQueue:
+        return WorkQueue(
+            f"{self.base}.{country}",
+            tuple(f"{self.routing_key_prefix}.{status}.{country}" for status in self.statuses),
+            dead_letter=self.dead_letter_name,
+        )
+
+
 INVITATIONS = QueueFamily("notify.invitations", "event.published")
 PRESS_NOTICES = QueueFamily("notify.press_notices", "event.published")
 #: Update and cancellation notices of published events (one family: their order matters less
@@ -36,17 +50,24 @@ PRESS_NOTICES = QueueFamily("notify.press_notices", "event.published")
 UPDATES = BoundToSeveral("notify.updates", "event.updated", also=("event.cancelled",))
 #: Reminders to confirmed registrants (one mail per message: transactional, a small family).
 REMINDERS = QueueFamily("notify.reminders", "registration.reminder")
+#: Transactional mail to one registrant per status change: small, never behind a fan-out.
+#: Not ``registration.reminder.*``: reminders are a family of their own.
+REGISTRATIONS = StatusQueueFamily(
+    "notify.registrations", "registration", statuses=tuple(REGISTRATION_KINDS)
+)
 
 #: Every kind of work of notify, by the short name a worker is started with.
 QUEUE_FAMILIES: dict[str, QueueFamily] = {
     "invitations": INVITATIONS,
     "press_notices": PRESS_NOTICES,
+    "registrations": REGISTRATIONS,
     "updates": UPDATES,
     "reminders": REMINDERS,
 }
 
 #: Which kind of mail each fan-out family's workers send (the families an operator's
-#: ``resend-failed`` re-drives: invitations and press notices).
+#: ``resend-failed`` re-drives: invitations and press notices; a registrations worker sends one
+#: kind per status: ``REGISTRATION_KINDS``).
 QUEUE_KINDS: dict[str, MessageKind] = {
     "invitations": MessageKind.INVITATION,
     "press_notices": MessageKind.PRESS_NOTICE,

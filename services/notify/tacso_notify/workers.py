@@ -15,18 +15,22 @@ from tacso_notify.handlers import Dependencies, make_handler, warm_up
 from tacso_notify.lifecycle import make_notice_handler, make_reminder_handler
 from tacso_notify.mailer import SmtpMailer
 from tacso_notify.mirror import LifecycleStore
+from tacso_notify.registration_mail import make_registration_handler, warm_up_registrations
+from tacso_notify.rendering import RsvpLinks
 from tacso_notify.sending import SenderPool
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_shared import correlation
 from tacso_shared.consumer import Handler, QueueWorker
+from tacso_shared.links import LinkSigner
 from tacso_shared.messaging import SyncPublisher
 
 
 def build_worker(
     notify: Notify, queue: str, countries: Sequence[str] | None = None
 ) -> NotifyWorker:
-    """A worker for one family (``invitations``, ``press_notices``, ``updates``, ``reminders``),
+    """A worker for one family (``invitations``, ``press_notices``, ``registrations``,
+    ``updates``, ``reminders``),
     all countries or only ``countries``."""
     settings = notify.settings
     pool = SenderPool(
@@ -51,6 +55,10 @@ def build_worker(
         ledger=notify.ledger,
         directory=directory,
         lookup=directory,
+        organisations=directory,
+        links=RsvpLinks(
+            LinkSigner(settings.common.link_signing_keys), settings.common.public_base_url
+        ),
         pool=pool,
         sender=settings.sender,
         domain=settings.sender.address.rpartition("@")[2] or "tacso.local",
@@ -58,14 +66,20 @@ def build_worker(
         stopping=stopping,
         hand_on=hand_on,
     )
-    store = LifecycleStore(notify.sessions)
     handler: Handler
+    warm: Callable[[], None]
     if queue == "updates":
-        handler = make_notice_handler(store, deps)
+        handler = make_notice_handler(LifecycleStore(notify.sessions), deps)
+        warm = lambda: None  # noqa: E731 - notices render per message: nothing to warm
     elif queue == "reminders":
-        handler = make_reminder_handler(store, deps)
+        handler = make_reminder_handler(LifecycleStore(notify.sessions), deps)
+        warm = lambda: None  # noqa: E731
+    elif queue == "registrations":
+        handler = make_registration_handler(deps)
+        warm = lambda: warm_up_registrations(deps)  # noqa: E731
     else:
         handler = make_handler(QUEUE_KINDS[queue], deps)
+        warm = lambda: warm_up(QUEUE_KINDS[queue], deps)  # noqa: E731
     consumer = QueueWorker(
         settings.common.amqp_url,
         family.queues(countries),
@@ -75,11 +89,6 @@ def build_worker(
         stopping=stopping,
         loader=load_message,
     )
-
-    def warm() -> None:
-        if queue in QUEUE_KINDS:
-            warm_up(QUEUE_KINDS[queue], deps)
-
     return NotifyWorker(consumer, pool, warm, publisher.close)
 
 

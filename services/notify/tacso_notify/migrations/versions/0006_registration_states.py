@@ -1,7 +1,7 @@
 """Event lifecycle: registration mirror, newest revision per event, notices, reminder offsets.
 
 Revision ID: 0006
-Revises: 0004 (re-chained onto 0005 at merge)
+Revises: 0005
 Create Date: 2026-11-29
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 from tacso_shared.db import UTCDateTime
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -51,7 +51,15 @@ def upgrade() -> None:
         batch.drop_constraint("uq_deliveries_once", type_="unique")
         batch.create_unique_constraint(
             "uq_deliveries_once",
-            ["event_id", "revision", "organisation_id", "kind", "reminder_offset"],
+            [
+                "event_id",
+                "revision",
+                "organisation_id",
+                "kind",
+                "registration_id",
+                "sequence",
+                "reminder_offset",
+            ],
         )
 
 
@@ -59,7 +67,8 @@ def downgrade() -> None:
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_constraint("uq_deliveries_once", type_="unique")
         batch.create_unique_constraint(
-            "uq_deliveries_once", ["event_id", "revision", "organisation_id", "kind"]
+            "uq_deliveries_once",
+            ["event_id", "revision", "organisation_id", "kind", "registration_id", "sequence"],
         )
         batch.drop_column("reminder_offset")
     op.drop_table("event_notices")
