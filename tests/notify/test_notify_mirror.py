@@ -133,7 +133,9 @@ class TestUpdateAudience:
         invited = [Recipient(f"org-{n}", f"Org {n}", f"org{n}@example.org") for n in range(4)]
         wired.ledger.ensure(ev, "invitation", invited)
         rows, _ = wired.ledger.list(DeliveryFilter(event_id=ev.event_id))
-        wired.ledger.record([r.id for r in rows if r.organisation_id != "org-3"])  # org-3 pending
+        sent = [r.id for r in rows if r.organisation_id != "org-3"]
+        failed = [(r.id, "550 no such mailbox") for r in rows if r.organisation_id == "org-3"]
+        wired.ledger.record(sent, failed)  # org-3's invitation never arrived
 
         def registration(org: str, status: str) -> None:
             message = replace_change(org, status)

@@ -156,9 +156,10 @@ class LifecycleStore:
     ) -> tuple[list[Participant], bool]:
         """One page (by organisation id, after ``after``) of who is told about an update.
 
-        Every organisation sent an invitation to the event that has not declined (nor cancelled
-        its registration), and every organisation whose registration is confirmed, waitlisted or
-        offered. Returns the page and whether more follow.
+        Every organisation sent an invitation to the event (or owed one by a fan-out still
+        under way) that has not declined (nor cancelled its registration), and every
+        organisation whose registration is confirmed, waitlisted or offered. Returns the page
+        and whether more follow.
         """
         d, r = _DELIVERIES, _STATES
         withdrawn = sa.select(r.c.organisation_id).where(
@@ -167,7 +168,8 @@ class LifecycleStore:
         invited = sa.select(d.c.organisation_id.label("organisation_id")).where(
             d.c.event_id == event_id,
             d.c.kind == "invitation",
-            d.c.status == SENT,
+            # Sent, or still being sent (an invitation fan-out in progress will reach them).
+            d.c.status.in_((SENT, PENDING)),
             d.c.organisation_id.not_in(withdrawn),
         )
         registered = sa.select(r.c.organisation_id.label("organisation_id")).where(
