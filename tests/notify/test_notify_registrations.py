@@ -256,7 +256,7 @@ class TestRegistrationMail:
         title = "Civil society and EU accession"
         assert subjects == [
             f"Na listi čekanja: {title}",
-            f"Slobodno mjesto za vas: {title}",
+            f"Slobodno mjesto za vas: {title}",  # codespell:ignore vas
             f"Ponuda mjesta je istekla: {title}",
             f"Prijava potvrđena: {title}",
             f"Prijava otkazana: {title}",
