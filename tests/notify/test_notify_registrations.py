@@ -256,7 +256,7 @@ class TestRegistrationMail:
         title = "Civil society and EU accession"
         assert subjects == [
             f"Na listi čekanja: {title}",
-            f"Slobodno mjesto za vas: {title}",
+            f"Slobodno mjesto za vas: {title}",  # codespell:ignore vas
             f"Ponuda mjesta je istekla: {title}",
             f"Prijava potvrđena: {title}",
             f"Prijava otkazana: {title}",
@@ -450,6 +450,16 @@ class TestInvitationAnswers:
         assert attendee.params["RSVP"] == "TRUE"
         assert attendee.params["PARTSTAT"] == "NEEDS-ACTION"
         assert attendee.params["CN"] == recipient.name
+
+    def test_a_message_too_wide_for_8bit_still_gets_its_links_and_attendee(self) -> None:
+        # A 1,200-character event URL forces the per-recipient assembly (no byte splicing).
+        message, recipient = self.render(url=f"{PUBLIC}/events/{'x' * 1200}")
+        links = links_in(text_of(message))
+        assert len(links) == 2
+        token = LinkSigner(KEYS).load(rsvp_token(links[0]), ["rsvp"])
+        assert token.organisation_id == recipient.organisation_id
+        vevent = calendar_of(message)
+        assert vevent is not None and str(vevent["ATTENDEE"]) == f"mailto:{recipient.email}"
 
     def test_each_recipient_gets_their_own_token(self) -> None:
         links = RsvpLinks(LinkSigner(KEYS), PUBLIC)
