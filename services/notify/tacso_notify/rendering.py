@@ -43,6 +43,7 @@ from tacso_notify.i18n import (
     translations,
 )
 from tacso_shared import correlation
+from tacso_shared.calendar import ical_uid
 from tacso_shared.contracts import EventPublished, Venue
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
 
@@ -179,11 +180,6 @@ class _Parts:
     text: str
     html: str
     calendar: str | None
-
-
-def ical_uid(event_id: str, domain: str = "tacso.local") -> str:
-    """The iCalendar UID of an event: stable over revisions so calendars update, not duplicate."""
-    return f"event-{event_id}@{domain}"
 
 
 def build_calendar(

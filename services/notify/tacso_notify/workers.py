@@ -17,6 +17,7 @@ from tacso_notify.sending import SenderPool
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_shared import correlation
+from tacso_shared.calendar import uid_domain
 from tacso_shared.consumer import QueueWorker
 from tacso_shared.messaging import SyncPublisher
 
@@ -49,7 +50,7 @@ def build_worker(
         directory=RegistryDirectory(settings.registry_url, settings.common.service_credential),
         pool=pool,
         sender=settings.sender,
-        domain=settings.sender.address.rpartition("@")[2] or "tacso.local",
+        domain=uid_domain(settings.sender.address),
         lease_seconds=settings.lease_seconds,
         stopping=stopping,
         hand_on=hand_on,
