@@ -6,6 +6,7 @@ from flask import Flask
 
 from tacso_events.api import blp
 from tacso_events.bootstrap import Events, bootstrap
+from tacso_events.feeds_api import blp as feeds_blp
 from tacso_events.lifecycle_api import blp as lifecycle_blp
 from tacso_events.models import audit_log
 from tacso_shared.audit_api import audit_blueprint
@@ -24,6 +25,7 @@ def create_app(events: Events | None = None) -> Flask:
     install_rate_limits(app, events.settings.common.rate_limits, "events")
     api.register_blueprint(blp)
     api.register_blueprint(lifecycle_blp)
+    api.register_blueprint(feeds_blp)
     api.register_blueprint(audit_blueprint(audit_log, lambda: events.sessions))
     add_health(app, events.engine)
     return app

@@ -14,6 +14,7 @@ from tacso_events import DEFAULT_PORT, SERVICE
 from tacso_events.listing_cache import ListingCache
 from tacso_events.models import outbox
 from tacso_events.registry_client import HttpRegistryClient, RegistryClient
+from tacso_shared.calendar import DEFAULT_UID_DOMAIN, uid_domain_from_env
 from tacso_shared.config import CommonSettings, env_float, env_str
 from tacso_shared.db import make_engine, make_session_factory, migrate
 from tacso_shared.outbox import OutboxRelay
@@ -30,6 +31,8 @@ class EventsSettings:
     registry_url: str = DEFAULT_REGISTRY_URL
     #: Seconds a public listing may be served from memory (``LISTING_CACHE_SECONDS``).
     listing_cache_seconds: float = 1.0
+    #: The domain of calendar UIDs (``event-<id>@<domain>``): ``MAIL_FROM``'s, as notify's.
+    calendar_domain: str = DEFAULT_UID_DOMAIN
 
 
 @dataclass
@@ -55,6 +58,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> EventsSettings:
         common=CommonSettings.load(SERVICE, DEFAULT_PORT, env),
         registry_url=registry_url,
         listing_cache_seconds=env_float(env, "LISTING_CACHE_SECONDS", 1.0),
+        calendar_domain=uid_domain_from_env(env),
     )
 
 
