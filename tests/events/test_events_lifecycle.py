@@ -269,6 +269,44 @@ class TestNonMaterialChanges:
                 sa.select(audit_log).where(audit_log.c.action == "event.update")
             ).one()
         assert entry.resource_id == published["id"]
+        assert json.loads(entry.before)["title"] == "Civil society and EU accession"
+        assert json.loads(entry.after)["title"] == "New title"
+
+
+class TestHookPoints:
+    """Where registrations (issue 10) plug in: called in the same transaction, only when due."""
+
+    def test_the_hooks_are_called_for_what_they_are_for(
+        self,
+        client: FlaskClient,
+        published: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        from tacso_events import lifecycle
+
+        calls: list[tuple[str, Any]] = []
+        monkeypatch.setattr(
+            lifecycle,
+            "_after_material_change",
+            lambda session, event: calls.append(("moved", event.revision)),
+        )
+        monkeypatch.setattr(
+            lifecycle,
+            "_after_cancel",
+            lambda session, event: calls.append(("cancelled", event.status)),
+        )
+        monkeypatch.setattr(
+            lifecycle,
+            "_check_capacity_change",
+            lambda session, event, capacity: calls.append(("capacity", capacity)),
+        )
+
+        patch(client, published["id"], {"description": "Only words."})
+        patch(client, published["id"], {"capacity": 40})
+        patch(client, published["id"], {"starts_at": "2030-12-15T11:00:00+01:00"})
+        cancel(client, published["id"], {"reason": "Ill."})
+
+        assert calls == [("capacity", 40), ("moved", 2), ("cancelled", "cancelled")]
 
 
 class TestIfMatch:

@@ -81,6 +81,8 @@ class Edit:
     material: tuple[str, ...]
     #: True when the revision grew and ``event.updated`` was written to the outbox.
     published_update: bool
+    #: The event before the edit, as a create request says it (for the audit log).
+    before: dict[str, Any]
 
 
 def event_etag(event: Event) -> str:
@@ -135,7 +137,8 @@ def _check_if_match(event: Event, if_match: Collection[str] | None) -> None:
 
 
 def _locked(session: Session, event_id: str) -> Event:
-    event = session.get(Event, event_id, with_for_update=True)
+    # populate_existing: an instance this session read before the lock must not keep stale values.
+    event = session.get(Event, event_id, with_for_update=True, populate_existing=True)
     if event is None:
         raise EventNotFound(event_id)
     return event
@@ -225,6 +228,7 @@ def edit_event(
     if event.status == CANCELLED:
         raise EventIsCancelled(event_id)
     _check_if_match(event, if_match)
+    before = create_document(event)
     command = validate_edit(event, patch, now)
     material = _material_changes(event, command)
     if command.capacity != event.capacity:
@@ -248,7 +252,7 @@ def edit_event(
         )
         outbox_ops.enqueue(session, outbox, envelope_of(message, SOURCE, event.id, correlation_id))
         _after_material_change(session, event)
-    return Edit(event, material, announce)
+    return Edit(event, material, announce, before)
 
 
 def _apply(event: Event, command: CreateEvent) -> None:

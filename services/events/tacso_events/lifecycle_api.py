@@ -146,7 +146,6 @@ class EventEdit(MethodView):
         events = _events()
         try:
             with transaction(events.sessions) as session:
-                before = EventSchema().dump(session.get(Event, event_id))
                 edit = lifecycle.edit_event(
                     session,
                     event_id,
@@ -162,7 +161,7 @@ class EventEdit(MethodView):
                     "event.update",
                     "event",
                     event_id,
-                    before=before,
+                    before=edit.before,
                     after=EventSchema().dump(edit.event),
                 )
             events.listing_cache.clear()
