@@ -116,6 +116,16 @@ def _draft(world: World, caller: str, scope: str) -> str:
     return world.draft(_country(scope), _target_org(world, caller, scope))
 
 
+def _published(world: World, caller: str, scope: str) -> str:
+    """A new published event (a draft published with the admin key); its id."""
+    event_id = _draft(world, caller, scope)
+    response = world.clients["events"].post(
+        f"/api/v1/events/{event_id}/publish", headers=world.headers(ADMIN_KEY_CALLER)
+    )
+    assert response.status_code == 200, response.get_json()
+    return event_id
+
+
 def _fresh_key(world: World) -> str:
     return world.api_key(ORGANISATION_MEMBER, world.orgs["ba_cso"]).key.id
 
@@ -375,6 +385,35 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "events",
+        "patch",
+        "/api/v1/events/{event_id}",
+        _EVENT_SCOPES,
+        lambda w, c, s: Call(
+            "patch", f"/api/v1/events/{_draft(w, c, s)}", json={"title": "Edited draft"}
+        ),
+        by_role(
+            network_admin=200,
+            country_editor={OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 404},
+        ),
+        impossible=_MEMBER_ORGANISES_NOTHING,
+    ),
+    Rule(
+        "events",
+        "post",
+        "/api/v1/events/{event_id}/cancel",
+        _EVENT_SCOPES,
+        lambda w, c, s: Call(
+            "post", f"/api/v1/events/{_published(w, c, s)}/cancel", json={"reason": "Matrix"}
+        ),
+        by_role(
+            network_admin=200,
+            # A published event is public: another country's editor sees it, may not cancel it.
+            country_editor={OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 403},
+        ),
+        impossible=_MEMBER_ORGANISES_NOTHING,
+    ),
+    Rule(
+        "events",
         "get",
         "/api/v1/events/{event_id}/registrations",
         (OWN, OTHER_COUNTRY),
@@ -409,6 +448,22 @@ RULES: tuple[Rule, ...] = (
             country_editor={OWN: 200, OTHER_ORG: 200, OTHER_COUNTRY: 403},
             organisation_member={OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 403},
         ),
+    ),
+    Rule(
+        "events",
+        "get",
+        "/api/v1/events.ics",
+        (NONE,),
+        lambda w, c, s: Call("get", "/api/v1/events.ics", query={"country": "BA"}),
+        everyone(200),
+    ),
+    Rule(
+        "events",
+        "get",
+        "/events",
+        (NONE,),
+        lambda w, c, s: Call("get", "/events", query={"country": "BA", "lang": "bs"}),
+        everyone(200),
     ),
     # ---- every service ---------------------------------------------------------------------
     *(

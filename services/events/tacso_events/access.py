@@ -7,7 +7,7 @@ not exist (404), not that it may not see it.
 
 from __future__ import annotations
 
-from tacso_events.models import PUBLISHED, Event
+from tacso_events.models import DRAFT, Event
 from tacso_shared.identity import COUNTRY_EDITOR, Caller
 
 
@@ -23,8 +23,11 @@ def may_create(caller: Caller, country: str, organiser_id: str) -> bool:
 
 
 def may_see(caller: Caller | None, event: Event) -> bool:
-    """Whether ``caller`` (``None``: anyone) may see ``event``: a draft only within scope."""
-    if event.status == PUBLISHED:
+    """Whether ``caller`` (``None``: anyone) may see ``event``: a draft only within scope.
+
+    A cancelled event stays public: its page shows the cancellation and the reason.
+    """
+    if event.status != DRAFT:
         return True
     if caller is None:
         return False

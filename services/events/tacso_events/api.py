@@ -7,6 +7,7 @@ from flask.views import MethodView
 
 from tacso_events import access, operations
 from tacso_events.bootstrap import Events
+from tacso_events.lifecycle import event_etag
 from tacso_events.models import Event, audit_log
 from tacso_events.registry_client import RegistryUnavailable
 from tacso_events.schemas import EventCreateSchema, EventPageSchema, EventQuerySchema, EventSchema
@@ -103,13 +104,16 @@ class EventById(MethodView):
     @public
     @blp.response(200, EventSchema)
     @blp.alt_response(404, description="No such event, or a draft outside the caller's scope")
-    def get(self, event_id: str) -> Event:
-        """Get one event (public; a draft only for a network admin or its country's editors)."""
+    def get(self, event_id: str) -> tuple[Event, int, dict[str, str]]:
+        """Get one event (public; a draft only for a network admin or its country's editors).
+
+        Its `ETag` header is what `If-Match` takes on `PATCH` and `cancel`.
+        """
         with _events().sessions() as session:
             event = operations.get_event(session, event_id, include_drafts=True)
         if event is None or not access.may_see(optional_caller(), event):
             abort(404, message=f"No event with id {event_id}.")
-        return event
+        return event, 200, {"ETag": f'"{event_etag(event)}"'}
 
 
 @blp.route("/events/<string:event_id>/publish")

@@ -6,6 +6,8 @@ from flask import Flask
 
 from tacso_events.api import blp
 from tacso_events.bootstrap import Events, bootstrap
+from tacso_events.feeds_api import blp as feeds_blp
+from tacso_events.lifecycle_api import blp as lifecycle_blp
 from tacso_events.models import audit_log
 from tacso_events.pages import pages
 from tacso_events.registrations_api import blp as registrations_blp
@@ -26,6 +28,8 @@ def create_app(events: Events | None = None) -> Flask:
     api.register_blueprint(blp)
     api.register_blueprint(registrations_blp)
     app.register_blueprint(pages)
+    api.register_blueprint(lifecycle_blp)
+    api.register_blueprint(feeds_blp)
     api.register_blueprint(audit_blueprint(audit_log, lambda: events.sessions))
     add_health(app, events.engine)
     return app

@@ -24,6 +24,7 @@ from tacso_events.registrations import (
 )
 from tacso_events.registry_client import HttpRegistryClient, RegistryClient
 from tacso_events.scheduler import Scheduler
+from tacso_shared.calendar import DEFAULT_UID_DOMAIN, uid_domain_from_env
 from tacso_shared.config import CommonSettings, ConfigError, env_float, env_int, env_str
 from tacso_shared.db import make_engine, make_session_factory, migrate
 from tacso_shared.outbox import OutboxRelay
@@ -50,6 +51,8 @@ class EventsSettings:
     )
     #: Seconds between the scheduler's polls for due jobs (``SCHEDULER_POLL_INTERVAL``).
     scheduler_poll_interval: float = 1.0
+    #: The domain of calendar UIDs (``event-<id>@<domain>``): ``MAIL_FROM``'s, as notify's.
+    calendar_domain: str = DEFAULT_UID_DOMAIN
 
 
 @dataclass
@@ -104,6 +107,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> EventsSettings:
             env.get("REMINDER_OFFSETS", DEFAULT_REMINDER_OFFSETS)
         ),
         scheduler_poll_interval=env_float(env, "SCHEDULER_POLL_INTERVAL", 1.0),
+        calendar_domain=uid_domain_from_env(env),
     )
 
 

@@ -14,7 +14,11 @@ from tacso_shared.outbox import outbox_table
 
 DRAFT = "draft"
 PUBLISHED = "published"
-STATUSES = (DRAFT, PUBLISHED)
+#: A published event that will not take place (``POST /events/{id}/cancel``); it stays readable.
+CANCELLED = "cancelled"
+STATUSES = (DRAFT, PUBLISHED, CANCELLED)
+#: What a create request may ask for: an event is cancelled only after it was published.
+CREATABLE_STATUSES = (DRAFT, PUBLISHED)
 
 
 class Base(DeclarativeBase):
@@ -54,6 +58,9 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Why and when a published event was cancelled (both null unless ``status`` is cancelled).
+    cancel_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     topic_links: Mapped[list[EventTopic]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="EventTopic.topic"
     )

@@ -31,7 +31,7 @@ class EventNotFound(Exception):
 
 
 class AlreadyPublished(Exception):
-    """The event is published already."""
+    """The event is published already (or was, and is cancelled now)."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def publish_event(
     event = session.get(Event, event_id, with_for_update=True)
     if event is None:
         raise EventNotFound(event_id)
-    if event.status == PUBLISHED:
+    if event.status != DRAFT:
         raise AlreadyPublished(event_id)
     _publish(session, event, public_base_url, correlation_id, datetime.now(UTC))
     return event

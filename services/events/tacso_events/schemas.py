@@ -17,7 +17,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from tacso_events.models import PUBLISHED, STATUSES, Event
+from tacso_events.models import CREATABLE_STATUSES, PUBLISHED, Event
 from tacso_events.operations import (
     CreateEvent,
     EventFilter,
@@ -137,7 +137,7 @@ class EventCreateSchema(Schema):
         ],
         metadata={"description": "A Resource Centre or TACSO office of the event's country."},
     )
-    status = fields.String(load_default=PUBLISHED, validate=validate.OneOf(STATUSES))
+    status = fields.String(load_default=PUBLISHED, validate=validate.OneOf(CREATABLE_STATUSES))
     language = fields.String(
         load_default="en",
         validate=validate.OneOf(sorted(LANGUAGES)),
@@ -249,10 +249,18 @@ class EventSchema(Schema):
     organiser_id = fields.String(required=True)
     organiser_name = fields.String(required=True)
     status = fields.String(
-        required=True, metadata={"description": "`published`, or `draft` until published."}
+        required=True,
+        metadata={
+            "description": "`published`, or `draft` until published, or `cancelled` after "
+            "`POST /api/v1/events/{event_id}/cancel`."
+        },
     )
     revision = fields.Integer(
-        required=True, metadata={"description": "1 when first published; 0 while a draft."}
+        required=True,
+        metadata={
+            "description": "1 when first published; 0 while a draft; one more for each "
+            "material change (starts_at, ends_at, venue, online_url) and for a cancellation."
+        },
     )
     language = fields.String(required=True)
     translations = fields.Function(
@@ -293,6 +301,10 @@ class EventSchema(Schema):
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
     published_at = fields.AwareDateTime(required=True, allow_none=True)
+    cancel_reason = fields.String(
+        required=True, allow_none=True, metadata={"description": "Why it was cancelled."}
+    )
+    cancelled_at = fields.AwareDateTime(required=True, allow_none=True)
 
 
 class EventQuerySchema(Schema):

@@ -47,6 +47,7 @@ from tacso_notify.i18n import (
     translations,
 )
 from tacso_shared import correlation
+from tacso_shared.calendar import ical_uid
 from tacso_shared.contracts import (
     EventCancelled,
     EventPublished,
@@ -275,11 +276,6 @@ class _Parts:
     calendar: str | None
     #: The iTIP method of the calendar part (REQUEST, CANCEL).
     method: str = "REQUEST"
-
-
-def ical_uid(event_id: str, domain: str = "tacso.local") -> str:
-    """The iCalendar UID of an event: stable over revisions so calendars update, not duplicate."""
-    return f"event-{event_id}@{domain}"
 
 
 def build_calendar(

@@ -21,6 +21,7 @@ from tacso_notify.sending import SenderPool
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_shared import correlation
+from tacso_shared.calendar import uid_domain
 from tacso_shared.consumer import Handler, QueueWorker
 from tacso_shared.links import LinkSigner
 from tacso_shared.messaging import SyncPublisher
@@ -61,7 +62,7 @@ def build_worker(
         ),
         pool=pool,
         sender=settings.sender,
-        domain=settings.sender.address.rpartition("@")[2] or "tacso.local",
+        domain=uid_domain(settings.sender.address),
         lease_seconds=settings.lease_seconds,
         stopping=stopping,
         hand_on=hand_on,
