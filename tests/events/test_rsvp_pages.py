@@ -210,7 +210,7 @@ class TestRsvpPage:
         page = client.get(link(events, "no-such-event"))
         assert page.status_code == 404 and "Događaj nije pronađen" in text(page)
 
-    @pytest.mark.parametrize("seats", ["0", "-1", "4", "two", ""])
+    @pytest.mark.parametrize("seats", ["0", "-1", "4", "two", "", "٣", "9" * 5000])
     def test_bad_seats_are_a_400_page_and_change_nothing(
         self, client: FlaskClient, create_event: Create, events: Events, seats: str
     ) -> None:
