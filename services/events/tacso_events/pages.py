@@ -353,6 +353,8 @@ def _show(
     view = event_view(event, language, seats_left)
     answer = request.args.get("answer")
     current = registration.status if registration else None
+    if current == OFFERED and not offer_open:
+        current = EXPIRED  # the window is over; the scheduler records it in a moment
     preselect = answer if answer in ("attend", "decline") else None
     if preselect is None and current in (CONFIRMED, WAITLISTED, OFFERED):
         preselect = "attend"
