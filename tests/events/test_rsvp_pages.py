@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from babel.messages.extract import extract_from_dir, extract_from_file
 from babel.messages.pofile import read_po
 from flask.testing import FlaskClient
@@ -172,6 +173,26 @@ class TestRsvpPage:
         assert client.post(mine, data={"answer": "claim"}).status_code == 303
         assert "Your registration is confirmed." in text(client.get(mine))
 
+    def test_an_offer_past_its_window_cannot_be_claimed_from_the_page(
+        self, client: FlaskClient, create_event: Create, events: Events
+    ) -> None:
+        event = create_event(**future(capacity=1))
+        first = link(events, event["id"], organisation_id="org-first")
+        mine = link(events, event["id"], language="en")
+        client.post(first, data={"answer": "attend", "seats": "1"})
+        client.post(mine, data={"answer": "attend", "seats": "1"})
+        client.post(first, data={"answer": "decline"})
+        with transaction(events.sessions) as session:
+            session.execute(
+                sa.text("UPDATE registrations SET offer_expires_at = :t WHERE status = 'offered'"),
+                {"t": datetime.now(UTC) - timedelta(seconds=1)},
+            )
+        shown = text(client.get(mine))
+        assert "The seat offer you had has expired." in shown and "Claim my seat" not in shown
+        refused = client.post(mine, data={"answer": "claim"})
+        assert refused.status_code == 409
+        assert "There is no open seat offer to claim." in text(refused)
+
     def test_a_tampered_link_is_a_friendly_400(
         self, client: FlaskClient, create_event: Create, events: Events
     ) -> None:
@@ -210,7 +231,7 @@ class TestRsvpPage:
         page = client.get(link(events, "no-such-event"))
         assert page.status_code == 404 and "Događaj nije pronađen" in text(page)
 
-    @pytest.mark.parametrize("seats", ["0", "-1", "4", "two", ""])
+    @pytest.mark.parametrize("seats", ["0", "-1", "4", "two", "", "٣", "9" * 5000])
     def test_bad_seats_are_a_400_page_and_change_nothing(
         self, client: FlaskClient, create_event: Create, events: Events, seats: str
     ) -> None:

@@ -307,7 +307,7 @@ def _answer(link: LinkToken, language: str) -> tuple[str | None, int]:
                 regs.claim(session, link.event_id, found.id, policy)
             elif answer == "attend":
                 raw = request.form.get("seats", "1").strip()
-                seats = int(raw) if raw.isascii() and raw.isdigit() else 0
+                seats = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else 0
                 if not 1 <= seats <= policy.max_seats:
                     most = policy.max_seats
                     return gettext("Choose between 1 and %(most)s seats.") % {"most": most}, 400
@@ -353,6 +353,8 @@ def _show(
     view = event_view(event, language, seats_left)
     answer = request.args.get("answer")
     current = registration.status if registration else None
+    if current == OFFERED and not offer_open:
+        current = EXPIRED  # the window is over; the scheduler records it in a moment
     preselect = answer if answer in ("attend", "decline") else None
     if preselect is None and current in (CONFIRMED, WAITLISTED, OFFERED):
         preselect = "attend"

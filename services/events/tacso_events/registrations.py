@@ -400,6 +400,8 @@ def promote(
     if event.status != PUBLISHED or event.starts_at <= now:
         return []
     left = occupancy(session, event).seats_left
+    if left == 0:
+        return []
     offered: list[Registration] = []
     waiting = session.scalars(
         sa.select(Registration)
