@@ -3,6 +3,7 @@ the webhook queue with retries scheduled in the database (real RabbitMQ, a real 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import uuid
@@ -20,6 +21,7 @@ from kombu import Connection
 from standardwebhooks.webhooks import Webhook
 from werkzeug.wrappers import Request, Response
 
+from support.infra import postgres_databases
 from support.messages import event_published
 from support.waiting import wait_until
 from tacso_notify import webhooks
@@ -490,3 +492,43 @@ def unused_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.postgres
+class TestOnPostgres:
+    def test_concurrent_senders_post_each_delivery_once(
+        self, tmp_path: Path, serve_wsgi: Callable[[Any], str]
+    ) -> None:
+        with postgres_databases("notify") as urls:
+            settings = _settings(tmp_path, NOTIFY_DATABASE_URL=urls["notify"])
+            apply_migrations(settings.common)
+            wired = bootstrap(settings)
+            try:
+                receiver = Receiver([200])
+                client = create_app(wired).test_client()
+                created = _subscribe(client, serve_wsgi(receiver) + "/hook")
+                for _ in range(30):
+                    webhooks.record_message(wired.sessions, _published(), "BA")
+                small = dataclasses.replace(wired.settings.webhooks, batch_size=3)
+
+                def send() -> None:
+                    webhooks.deliver_due(wired.sessions, small, requests.Session())
+
+                senders = [threading.Thread(target=send) for _ in range(4)]
+                for sender in senders:
+                    sender.start()
+                for sender in senders:
+                    sender.join(timeout=60)
+
+                ids = [h["Webhook-Id"] for h, _, _ in receiver.received]
+                assert len(ids) == 30
+                assert len(set(ids)) == 30
+                log = client.get(
+                    f"/api/v1/webhooks/{created['id']}/deliveries",
+                    query_string={"page_size": 50},
+                    headers=ADMIN,
+                ).get_json()
+                assert {d["status"] for d in log["items"]} == {"delivered"}
+                assert log["total"] == 30
+            finally:
+                wired.engine.dispose()

@@ -163,6 +163,9 @@ def build_world(workdir: Path, **env_overrides: str) -> Iterator[World]:
         "ADMIN_API_KEY": ADMIN_KEY,
         # The matrix asks for many tokens from one address; the limits have tests of their own.
         "RATE_LIMIT_CREDENTIALS": "10000/minute",
+        # Webhook subscriptions in the matrix point at 127.0.0.1 over plain HTTP.
+        "WEBHOOKS_ALLOW_HTTP": "true",
+        "WEBHOOKS_ALLOW_PRIVATE": "true",
         **env_overrides,
     }
     registry_settings = load_registry_settings(
