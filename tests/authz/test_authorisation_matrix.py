@@ -127,6 +127,11 @@ def _suppressed(world: World) -> str:
     return email
 
 
+def _rc(scope: str, world: World) -> Any:
+    """The Resource Centre of the scope's country (the organiser of its drafts)."""
+    return world.orgs["rs_rc" if _country(scope) == "RS" else "ba_rc"]
+
+
 def _webhook(world: World, scope: str) -> str:
     """A webhook subscription limited to the scope's country (a fresh one for each cell)."""
     with transaction(world.notify.sessions) as session:
@@ -383,6 +388,14 @@ RULES: tuple[Rule, ...] = (
         lambda w, c, s: Call(
             "get", f"/api/v1/events/{'ev-rs' if s == OTHER_COUNTRY else 'ev-ba'}/report"
         ),
+        by_role(network_admin=200, country_editor={OWN: 200, OTHER_COUNTRY: 404}),
+    ),
+    Rule(
+        "notify",
+        "get",
+        "/api/v1/events/{event_id}/audience",
+        (OWN, OTHER_COUNTRY),
+        lambda w, c, s: Call("get", f"/api/v1/events/{w.draft(_country(s), _rc(s, w))}/audience"),
         by_role(network_admin=200, country_editor={OWN: 200, OTHER_COUNTRY: 404}),
     ),
     # The suppression list and bounces are the network's, not a country's: network admins only.

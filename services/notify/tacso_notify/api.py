@@ -10,12 +10,14 @@ import jinja2
 from flask import Response, current_app, request
 from flask.views import MethodView
 
-from tacso_notify import access, ledger, webhooks
+from tacso_notify import access, ledger, preview, webhooks
+from tacso_notify.audience import AudienceUnavailable, RegistryDirectory
 from tacso_notify.bootstrap import Notify
 from tacso_notify.bounces import BounceReport, NotAMessage, ingest_bounce
 from tacso_notify.models import STATUSES, audit_log
 from tacso_notify.reports import NoDeliveries, event_report, report_csv, report_svg
 from tacso_notify.schemas import (
+    AudiencePreviewSchema,
     BounceReportSchema,
     CreatedWebhookSchema,
     DeliveryPageSchema,
@@ -39,6 +41,7 @@ from tacso_shared import audit
 from tacso_shared.audit_api import request_actor
 from tacso_shared.auth import current_caller, require
 from tacso_shared.db import transaction
+from tacso_shared.envelope import PoisonMessage
 from tacso_shared.identity import COUNTRY_EDITOR
 from tacso_shared.web import Blueprint, abort
 
@@ -203,6 +206,36 @@ class EventReport(MethodView):
             )
             return Response(page, mimetype="text/html")
         return report
+
+
+@blp.route("/events/<string:event_id>/audience")
+class EventAudience(MethodView):
+    @require(COUNTRY_EDITOR)
+    @blp.response(200, AudiencePreviewSchema)
+    @blp.alt_response(404, description="No such event (or one beyond the caller's countries)")
+    @blp.alt_response(503, description="events or registry cannot be asked now")
+    def get(self, event_id: str) -> preview.AudiencePreview:
+        """Who would get the event's invitation and press notice now (a draft too), by language
+        and topic, and how many are left out and why (no consent, opted out, suppressed).
+
+        The event is read from events with the caller's own credential (events' rules on drafts
+        apply); the organisations from registry; suppressions from notify's own list.
+        """
+        notify = _notify()
+        try:
+            event = preview.fetch_event(
+                notify.settings.events_url, event_id, request.headers.get("Authorization")
+            )
+            if not current_caller().covers(str(event["country"])):
+                raise preview.EventNotFound(event_id)
+            directory = RegistryDirectory(
+                notify.settings.registry_url, notify.settings.common.service_credential
+            )
+            return preview.preview_audience(event, directory, notify.sessions)
+        except preview.EventNotFound:
+            abort(404, message=f"No event {event_id} in your scope.")
+        except (AudienceUnavailable, PoisonMessage) as exc:
+            abort(503, message=f"The audience cannot be counted now: {exc}")
 
 
 # ---- webhooks -----------------------------------------------------------------------------

@@ -273,3 +273,40 @@ class PageQuerySchema(Schema):
 
     page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     page_size = AsciiInteger(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+# ---- the audience preview ---------------------------------------------------------------------
+class KindPreviewSchema(Schema):
+    """Who would get one kind of mail about the event, and who would not, and why."""
+
+    kind = fields.String(required=True)
+    organisation_kind = fields.String(required=True)
+    recipients = fields.Integer(required=True)
+    by_language = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    by_topic = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "Recipients working on each of the event's topics."},
+    )
+    excluded = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={
+            "description": "Left out, each once, by the first reason that applies: "
+            "no_consent, opted_out (0 until registry exposes opt-outs), suppressed."
+        },
+    )
+    excluded_total = fields.Integer(required=True)
+
+
+class AudiencePreviewSchema(Schema):
+    """An event's audience as it would be if the event were published now."""
+
+    event_id = fields.String(required=True)
+    status = fields.String(required=True)
+    country = fields.String(required=True)
+    topics = fields.List(fields.String(), required=True)
+    invitation = fields.Nested(KindPreviewSchema, required=True)
+    press_notice = fields.Nested(KindPreviewSchema, required=True)
