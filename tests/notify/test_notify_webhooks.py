@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from kombu import Connection
 from standardwebhooks.webhooks import Webhook
@@ -27,6 +28,7 @@ from support.waiting import wait_until
 from tacso_notify import webhooks
 from tacso_notify.app import create_app
 from tacso_notify.bootstrap import Notify, NotifySettings, apply_migrations, bootstrap
+from tacso_notify.cli import cli
 from tacso_notify.models import WebhookDelivery, WebhookSubscription
 from tacso_notify.subscriptions import WEBHOOKS
 from tacso_notify.workers import build_webhook_worker
@@ -532,3 +534,36 @@ class TestOnPostgres:
                 assert log["total"] == 30
             finally:
                 wired.engine.dispose()
+
+
+class TestDeliverCommand:
+    def test_deliver_once_sends_what_is_due(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        serve_wsgi: Callable[[Any], str],
+    ) -> None:
+        settings = _settings(tmp_path)
+        for key, value in {
+            "NOTIFY_DATABASE_URL": settings.common.database_url,
+            "ADMIN_API_KEY": ADMIN_KEY,
+            "WEBHOOKS_ALLOW_HTTP": "true",
+            "WEBHOOKS_ALLOW_PRIVATE": "true",
+        }.items():
+            monkeypatch.setenv(key, value)
+        apply_migrations(settings.common)
+        wired = bootstrap(settings)
+        try:
+            receiver = Receiver([200])
+            _subscribe(create_app(wired).test_client(), serve_wsgi(receiver) + "/hook")
+            webhooks.record_message(wired.sessions, _published(), "BA")
+
+            first = CliRunner().invoke(cli, ["webhooks", "deliver", "--once"])
+            second = CliRunner().invoke(cli, ["webhooks", "deliver", "--once"])
+        finally:
+            wired.engine.dispose()
+
+        assert first.exit_code == 0, first.output
+        assert first.output.strip().splitlines()[-1] == "delivered 1"
+        assert second.output.strip().splitlines()[-1] == "nothing due"
+        assert len(receiver.delivered()) == 1

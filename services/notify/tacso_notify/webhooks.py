@@ -483,12 +483,26 @@ def _claim(
     if ids is not None:
         query = query.where(d.id.in_(list(ids)))
     claimed: list[_Claimed] = []
+    lease = now + timedelta(seconds=settings.lease_seconds)
     with transaction(sessions) as session:
         for row in session.scalars(query).all():
             sub = session.get(s, row.subscription_id)
             if sub is None:  # pragma: no cover - the join found it
                 continue
-            row.next_attempt_at = now + timedelta(seconds=settings.lease_seconds)
+            # Compare-and-set: only the sender whose update still sees the due time it read
+            # takes the row (SQLite has no row locks; on PostgreSQL the lock already decided).
+            taken = session.execute(
+                sa.update(d)
+                .where(
+                    d.id == row.id,
+                    d.status == WEBHOOK_PENDING,
+                    d.next_attempt_at == row.next_attempt_at,
+                )
+                .values(next_attempt_at=lease)
+                .execution_options(synchronize_session=False)
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                continue
             claimed.append(
                 _Claimed(row.id, sub.id, sub.url, sub.secret, row.message_id, row.payload)
             )
