@@ -253,7 +253,7 @@ def test_a_worker_family_without_any_consumer_fires(tmp_path: Path) -> None:
                                 "exp_annotations": {
                                     "summary": "no press_notices worker is consuming",
                                     "description": "docker compose ps notify-invitations "
-                                    "notify-press-notices; their logs.",
+                                    "notify-press-notices notify-webhooks; their logs.",
                                 },
                             }
                         ],

@@ -88,6 +88,7 @@ PROCESSES: tuple[Process, ...] = (
     _worker("updates"),
     _worker("reminders"),
     _worker("registrations"),
+    _worker("webhooks"),
 )
 
 #: Third-party services a deployment needs besides our processes (not in the manifest).

@@ -51,6 +51,9 @@ def local_env(base: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("LOG_FORMAT", "text")
     # The development key is known to everyone: only this machine may reach the APIs by default.
     env.setdefault("BIND_HOST", "127.0.0.1")
+    # A developer's webhook receiver listens on this machine, over plain HTTP.
+    env.setdefault("WEBHOOKS_ALLOW_HTTP", "true")
+    env.setdefault("WEBHOOKS_ALLOW_PRIVATE", "true")
     if not env.get("ADMIN_API_KEY"):
         env["ADMIN_API_KEY"] = DEFAULT_KEY
     return env

@@ -86,6 +86,19 @@ SMTP_CONNECTION_ERRORS = Counter(
     "Failed attempts to open an SMTP connection (refused, unreachable, TLS or login failed).",
 )
 
+# ---- webhooks (notify's webhook workers) --------------------------------------------------------
+WEBHOOK_DELIVERIES = Counter(
+    "tacso_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: delivered (2xx), retry (failed, another attempt is "
+    "scheduled), failed (the last attempt failed), gone (410: subscription disabled), dropped "
+    "(its subscription was deleted or disabled meanwhile).",
+    ["outcome"],
+)
+WEBHOOK_SUBSCRIPTIONS_DISABLED = Counter(
+    "tacso_webhook_subscriptions_disabled_total",
+    "Webhook subscriptions disabled by notify (a 410, or every attempt of a delivery failed).",
+)
+
 
 def prepare_multiprocess(service: str) -> str:
     """Give this API process group a fresh multiprocess directory; return its path.

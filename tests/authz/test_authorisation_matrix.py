@@ -18,6 +18,7 @@ import pytest
 
 from support.world import ADMIN_KEY_CALLER, ANONYMOUS, CALLERS, World
 from tacso_events import registrations
+from tacso_notify import webhooks
 from tacso_shared.db import transaction
 from tacso_shared.identity import COUNTRY_EDITOR, NETWORK_ADMIN, ORGANISATION_MEMBER, SERVICE
 
@@ -135,6 +136,33 @@ def _suppressed(world: World) -> str:
     email = f"lift-{uuid.uuid4().hex[:12]}@example.org"
     world.notify.ledger.suppress([(email, "matrix")])
     return email
+
+
+def _rc(scope: str, world: World) -> Any:
+    """The Resource Centre of the scope's country (the organiser of its drafts)."""
+    return world.orgs["rs_rc" if _country(scope) == "RS" else "ba_rc"]
+
+
+def _webhook(world: World, scope: str) -> str:
+    """A webhook subscription limited to the scope's country (a fresh one for each cell)."""
+    with transaction(world.notify.sessions) as session:
+        created = webhooks.create_subscription(
+            session, "http://127.0.0.1:9/hook", ["event.published"], [_country(scope)], "matrix"
+        )
+    return created.subscription.id
+
+
+def _on_webhook(method: str, tail: str) -> Callable[[World, str, str], Call]:
+    """A request on a fresh subscription of the scope's country."""
+    return lambda w, c, s: Call(method, f"/api/v1/webhooks/{_webhook(w, s)}{tail}")
+
+
+def _webhook_body(scope: str) -> dict[str, Any]:
+    return {
+        "url": "http://127.0.0.1:9/hook",
+        "event_types": ["event.published", "registration.*"],
+        "countries": [_country(scope)],
+    }
 
 
 _BOUNCE = (
@@ -512,6 +540,14 @@ RULES: tuple[Rule, ...] = (
         ),
         by_role(network_admin=200, country_editor={OWN: 200, OTHER_COUNTRY: 404}),
     ),
+    Rule(
+        "notify",
+        "get",
+        "/api/v1/events/{event_id}/audience",
+        (OWN, OTHER_COUNTRY),
+        lambda w, c, s: Call("get", f"/api/v1/events/{w.draft(_country(s), _rc(s, w))}/audience"),
+        by_role(network_admin=200, country_editor={OWN: 200, OTHER_COUNTRY: 404}),
+    ),
     # The suppression list and bounces are the network's, not a country's: network admins only.
     Rule(
         "notify",
@@ -546,6 +582,40 @@ RULES: tuple[Rule, ...] = (
         (NONE,),
         lambda w, c, s: Call("post", "/api/v1/bounces", raw=_BOUNCE),
         by_role(network_admin=200),
+    ),
+    # Webhooks: a country editor subscribes to its own countries and sees only those
+    # subscriptions (another country's is answered as if it did not exist).
+    Rule(
+        "notify",
+        "get",
+        "/api/v1/webhooks",
+        (NONE,),
+        lambda w, c, s: Call("get", "/api/v1/webhooks"),
+        by_role(network_admin=200, country_editor=200),
+    ),
+    Rule(
+        "notify",
+        "post",
+        "/api/v1/webhooks",
+        (OWN, OTHER_COUNTRY),
+        lambda w, c, s: Call("post", "/api/v1/webhooks", json=_webhook_body(s)),
+        by_role(network_admin=201, country_editor={OWN: 201, OTHER_COUNTRY: 403}),
+    ),
+    *(
+        Rule(
+            "notify",
+            method,
+            f"/api/v1/webhooks/{{subscription_id}}{tail}",
+            (OWN, OTHER_COUNTRY),
+            _on_webhook(method, tail),
+            by_role(network_admin=ok, country_editor={OWN: ok, OTHER_COUNTRY: 404}),
+        )
+        for method, tail, ok in (
+            ("get", "", 200),
+            ("delete", "", 204),
+            ("post", "/enable", 200),
+            ("get", "/deliveries", 200),
+        )
     ),
 )
 

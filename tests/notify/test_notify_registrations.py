@@ -145,6 +145,7 @@ def wired(
 def worker(wired: Notify) -> Iterator[NotifyWorker]:
     """The registrations worker for BA, running in a thread."""
     built = build_worker(wired, "registrations", ["BA"])
+    assert isinstance(built, NotifyWorker)
     thread = threading.Thread(target=built.run, daemon=True)
     thread.start()
     yield built

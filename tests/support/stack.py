@@ -71,6 +71,11 @@ class Stack(ApiClient):
             **{p.port_env: str(self.ports[p.service]) for p in PROCESSES if p.port_env},
             "REGISTRY_URL": f"http://127.0.0.1:{self.ports['registry']}",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['events']}",
+            "EVENTS_URL": f"http://127.0.0.1:{self.ports['events']}",
+            # Webhook receivers of the tests listen on 127.0.0.1 over plain HTTP.
+            "WEBHOOKS_ALLOW_HTTP": "true",
+            "WEBHOOKS_ALLOW_PRIVATE": "true",
+            "WEBHOOK_POLL_INTERVAL": "0.5",
             "BIND_HOST": "127.0.0.1",
             "SMTP_HOST": smtp_host,
             "SMTP_PORT": str(smtp_port),

@@ -163,6 +163,9 @@ def build_world(workdir: Path, **env_overrides: str) -> Iterator[World]:
         "ADMIN_API_KEY": ADMIN_KEY,
         # The matrix asks for many tokens from one address; the limits have tests of their own.
         "RATE_LIMIT_CREDENTIALS": "10000/minute",
+        # Webhook subscriptions in the matrix point at 127.0.0.1 over plain HTTP.
+        "WEBHOOKS_ALLOW_HTTP": "true",
+        "WEBHOOKS_ALLOW_PRIVATE": "true",
         **env_overrides,
     }
     registry_settings = load_registry_settings(
@@ -200,8 +203,14 @@ def build_world(workdir: Path, **env_overrides: str) -> Iterator[World]:
     )
     apply_events_migrations(events_settings.common)
     events = bootstrap_events(events_settings)
+    # notify's audience preview reads the event from events' API over HTTP.
+    events_url, events_server, events_thread = _serve(create_events_app(events))
     notify_settings = load_notify_settings(
-        {**common, "NOTIFY_DATABASE_URL": f"sqlite:///{workdir / 'notify.sqlite3'}"}
+        {
+            **common,
+            "NOTIFY_DATABASE_URL": f"sqlite:///{workdir / 'notify.sqlite3'}",
+            "EVENTS_URL": events_url,
+        }
     )
     apply_notify_migrations(notify_settings.common)
     notify = bootstrap_notify(notify_settings)
@@ -230,6 +239,9 @@ def build_world(workdir: Path, **env_overrides: str) -> Iterator[World]:
         yield world
     finally:
         stop()
+        events_server.shutdown()
+        events_server.server_close()
+        events_thread.join(timeout=5)
         for engine in (registry.engine, events.engine, notify.engine):
             engine.dispose()
 

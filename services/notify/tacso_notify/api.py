@@ -10,33 +10,48 @@ import jinja2
 from flask import Response, current_app, request
 from flask.views import MethodView
 
-from tacso_notify import access, ledger
+from tacso_notify import access, ledger, preview, webhooks
+from tacso_notify.audience import AudienceUnavailable, RegistryDirectory
 from tacso_notify.bootstrap import Notify
 from tacso_notify.bounces import BounceReport, NotAMessage, ingest_bounce
 from tacso_notify.models import STATUSES, audit_log
 from tacso_notify.reports import NoDeliveries, event_report, report_csv, report_svg
 from tacso_notify.schemas import (
+    AudiencePreviewSchema,
     BounceReportSchema,
+    CreatedWebhookSchema,
     DeliveryPageSchema,
     DeliveryQuery,
     DeliveryQuerySchema,
     DeliverySummaryQuerySchema,
     DeliverySummarySchema,
     EventReportSchema,
+    PageQuerySchema,
     ReportQuerySchema,
     SuppressionCreateSchema,
     SuppressionPageSchema,
     SuppressionQuerySchema,
     SuppressionSchema,
+    WebhookCreateSchema,
+    WebhookDeliveryPageSchema,
+    WebhookListSchema,
+    WebhookSchema,
 )
 from tacso_shared import audit
 from tacso_shared.audit_api import request_actor
 from tacso_shared.auth import current_caller, require
 from tacso_shared.db import transaction
+from tacso_shared.envelope import PoisonMessage
 from tacso_shared.identity import COUNTRY_EDITOR
 from tacso_shared.web import Blueprint, abort
 
 blp = Blueprint("deliveries", __name__, url_prefix="/api/v1", description="Delivery ledger")
+webhooks_blp = Blueprint(
+    "webhooks",
+    __name__,
+    url_prefix="/api/v1",
+    description="Signed webhooks (Standard Webhooks) for web clients that want to be told",
+)
 
 
 def _notify() -> Notify:
@@ -191,6 +206,180 @@ class EventReport(MethodView):
             )
             return Response(page, mimetype="text/html")
         return report
+
+
+@blp.route("/events/<string:event_id>/audience")
+class EventAudience(MethodView):
+    @require(COUNTRY_EDITOR)
+    @blp.response(200, AudiencePreviewSchema)
+    @blp.alt_response(404, description="No such event (or one beyond the caller's countries)")
+    @blp.alt_response(503, description="events or registry cannot be asked now")
+    def get(self, event_id: str) -> preview.AudiencePreview:
+        """Who would get the event's invitation and press notice now (a draft too), by language
+        and topic, and how many are left out and why (no consent, opted out, suppressed).
+
+        The event is read from events with the caller's own credential (events' rules on drafts
+        apply); the organisations from registry; suppressions from notify's own list.
+        """
+        notify = _notify()
+        try:
+            event = preview.fetch_event(
+                notify.settings.events_url, event_id, request.headers.get("Authorization")
+            )
+            if not current_caller().covers(str(event["country"])):
+                raise preview.EventNotFound(event_id)
+            directory = RegistryDirectory(
+                notify.settings.registry_url, notify.settings.common.service_credential
+            )
+            return preview.preview_audience(event, directory, notify.sessions)
+        except preview.EventNotFound:
+            abort(404, message=f"No event {event_id} in your scope.")
+        except (AudienceUnavailable, PoisonMessage) as exc:
+            abort(503, message=f"The audience cannot be counted now: {exc}")
+
+
+# ---- webhooks -----------------------------------------------------------------------------
+def _webhook_scope() -> tuple[str, ...] | None:
+    """The countries the caller's subscriptions are limited to (None: a network admin)."""
+    caller = current_caller()
+    return None if caller.is_network_admin else caller.countries
+
+
+def _subscription_in_scope(subscription_id: str) -> webhooks.Subscription:
+    """The subscription, or a 404 (also when it is beyond the caller's countries)."""
+    found = webhooks.get_subscription(_notify().sessions, subscription_id)
+    if found is None or not found.visible_to(_webhook_scope()):
+        abort(404, message=f"No webhook subscription {subscription_id}.")
+    return found
+
+
+def _audited(subscription: webhooks.Subscription) -> dict[str, Any]:
+    """What the audit log keeps of a subscription (never its secret)."""
+    return {
+        "url": subscription.url,
+        "event_types": list(subscription.event_types),
+        "countries": list(subscription.countries) if subscription.countries else None,
+        "enabled": subscription.enabled,
+    }
+
+
+@webhooks_blp.route("/webhooks")
+class Webhooks(MethodView):
+    @require(COUNTRY_EDITOR)
+    @webhooks_blp.response(200, WebhookListSchema)
+    def get(self) -> dict[str, Any]:
+        """List webhook subscriptions (a country editor: those limited to its countries)."""
+        return {"items": webhooks.list_subscriptions(_notify().sessions, _webhook_scope())}
+
+    @require(COUNTRY_EDITOR)
+    @webhooks_blp.arguments(WebhookCreateSchema)
+    @webhooks_blp.response(201, CreatedWebhookSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Subscribe a URL to event types; the answer shows the signing secret, once.
+
+        Every POST is signed per the Standard Webhooks specification (`webhook-id`,
+        `webhook-timestamp`, `webhook-signature`); its body is the CloudEvents envelope. A
+        country editor's subscription is limited to its countries (omitted: all of them).
+        """
+        scope = _webhook_scope()
+        countries = data["countries"]
+        if scope is not None:
+            if countries is None:
+                countries = list(scope)
+            elif not set(countries) <= set(scope):
+                forbid_countries = sorted(set(countries) - set(scope))
+                abort(403, message=f"You may not subscribe to countries {forbid_countries}.")
+        try:
+            webhooks.check_url(data["url"], _notify().settings.webhooks)
+        except webhooks.UnsafeURL as exc:
+            abort(422, errors={"json": {"url": [str(exc)]}})
+        with transaction(_notify().sessions) as session:
+            created = webhooks.create_subscription(
+                session,
+                data["url"],
+                data["event_types"],
+                countries,
+                current_caller().subject,
+                data["description"],
+            )
+            audit.record(
+                session,
+                audit_log,
+                request_actor(),
+                "webhook.create",
+                "webhook",
+                created.subscription.id,
+                None,
+                _audited(created.subscription),
+            )
+        return {**dataclasses.asdict(created.subscription), "secret": created.secret}
+
+
+@webhooks_blp.route("/webhooks/<string:subscription_id>")
+class WebhookById(MethodView):
+    @require(COUNTRY_EDITOR)
+    @webhooks_blp.response(200, WebhookSchema)
+    @webhooks_blp.alt_response(404, description="No such subscription (in the caller's scope)")
+    def get(self, subscription_id: str) -> webhooks.Subscription:
+        """One webhook subscription (without its secret)."""
+        return _subscription_in_scope(subscription_id)
+
+    @require(COUNTRY_EDITOR)
+    @webhooks_blp.response(204)
+    @webhooks_blp.alt_response(404, description="No such subscription (in the caller's scope)")
+    def delete(self, subscription_id: str) -> None:
+        """Unsubscribe: the subscription and its delivery log are removed."""
+        found = _subscription_in_scope(subscription_id)
+        with transaction(_notify().sessions) as session:
+            webhooks.delete_subscription(session, subscription_id)
+            audit.record(
+                session,
+                audit_log,
+                request_actor(),
+                "webhook.delete",
+                "webhook",
+                subscription_id,
+                _audited(found),
+                None,
+            )
+
+
+@webhooks_blp.route("/webhooks/<string:subscription_id>/enable")
+class WebhookEnable(MethodView):
+    @require(COUNTRY_EDITOR)
+    @webhooks_blp.response(200, WebhookSchema)
+    @webhooks_blp.alt_response(404, description="No such subscription (in the caller's scope)")
+    def post(self, subscription_id: str) -> Any:
+        """Enable a subscription notify disabled (a 410, or failures for days); messages it
+        missed while disabled are not sent."""
+        found = _subscription_in_scope(subscription_id)
+        with transaction(_notify().sessions) as session:
+            enabled = webhooks.enable_subscription(session, subscription_id)
+            audit.record(
+                session,
+                audit_log,
+                request_actor(),
+                "webhook.enable",
+                "webhook",
+                subscription_id,
+                _audited(found),
+                _audited(enabled) if enabled else None,
+            )
+        return enabled
+
+
+@webhooks_blp.route("/webhooks/<string:subscription_id>/deliveries")
+class WebhookDeliveries(MethodView):
+    @require(COUNTRY_EDITOR)
+    @webhooks_blp.arguments(PageQuerySchema, location="query")
+    @webhooks_blp.response(200, WebhookDeliveryPageSchema)
+    @webhooks_blp.alt_response(404, description="No such subscription (in the caller's scope)")
+    def get(self, args: dict[str, int], subscription_id: str) -> webhooks.DeliveryLogPage:
+        """A subscription's delivery log, newest first: attempts, last status, next attempt."""
+        _subscription_in_scope(subscription_id)
+        return webhooks.delivery_log(
+            _notify().sessions, subscription_id, args["page"], args["page_size"]
+        )
 
 
 @functools.lru_cache(maxsize=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tacso_notify.api import blp
+from tacso_notify.api import blp, webhooks_blp
 from tacso_notify.bootstrap import Notify, bootstrap
 from tacso_notify.models import audit_log
 from tacso_shared.audit_api import audit_blueprint
@@ -22,6 +22,7 @@ def create_app(notify: Notify | None = None) -> Flask:
     install_authentication(app, token_authentication(notify.settings.common))
     install_rate_limits(app, notify.settings.common.rate_limits, "notify")
     api.register_blueprint(blp)
+    api.register_blueprint(webhooks_blp)
     api.register_blueprint(audit_blueprint(audit_log, lambda: notify.sessions))
     add_health(app, notify.engine)
     return app

@@ -180,6 +180,29 @@ class RegistryDirectory:
             size = self.page_size
 
 
+def organisations(
+    directory: RegistryDirectory, country: str, kind: str, topics: Sequence[str]
+) -> Iterator[dict[str, Any]]:
+    """Every ``kind`` organisation of ``country`` (any of ``topics``), as registry shows it,
+    whatever its consent: the audience preview counts who is left out, and why."""
+    after: str | None = None
+    while True:
+        params: dict[str, Any] = {
+            "country": country,
+            "kind": kind,
+            "page_size": directory.page_size,
+        }
+        if topics:
+            params["topic"] = list(topics)
+        if after is not None:
+            params["after"] = after
+        body = directory._get(params)
+        yield from body["items"]
+        after = body.get("next_after") or None
+        if after is None:
+            return
+
+
 def _recipient(organisation: dict[str, Any]) -> Recipient:
     return Recipient(
         organisation_id=organisation["id"],

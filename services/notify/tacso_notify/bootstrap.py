@@ -16,6 +16,7 @@ from tacso_notify.domain import Sender
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.mailer import SmtpSettings
 from tacso_notify.subscriptions import declare_subscriptions
+from tacso_notify.webhooks import DEFAULT_RETRY_SCHEDULE, WebhookSettings
 from tacso_shared.config import CommonSettings, ConfigError, env_bool, env_float, env_int, env_str
 from tacso_shared.db import make_engine, make_session_factory, migrate
 from tacso_shared.topology import DEFAULT_RETRY_DELAYS
@@ -36,6 +37,9 @@ class NotifySettings:
     smtp_connections: int
     smtp_rate_limit: float
     lease_seconds: float
+    webhooks: WebhookSettings
+    #: Where events' API is (the audience preview reads the event there).
+    events_url: str
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> NotifySettings:
@@ -47,6 +51,15 @@ class NotifySettings:
         except ValueError as exc:
             raise ConfigError(
                 f"RETRY_DELAYS must be seconds separated by commas, got {raw_delays!r}"
+            ) from exc
+        raw_schedule = env_str(
+            env, "WEBHOOK_RETRY_SCHEDULE", ",".join(f"{d:g}" for d in DEFAULT_RETRY_SCHEDULE)
+        )
+        try:
+            schedule = tuple(float(d) for d in raw_schedule.split(",") if d.strip())
+        except ValueError as exc:
+            raise ConfigError(
+                f"WEBHOOK_RETRY_SCHEDULE must be seconds separated by commas, got {raw_schedule!r}"
             ) from exc
         return cls(
             common=CommonSettings.load(SERVICE, DEFAULT_PORT, env),
@@ -69,6 +82,14 @@ class NotifySettings:
             smtp_connections=env_int(env, "SMTP_CONNECTIONS", 4),
             smtp_rate_limit=env_float(env, "SMTP_RATE_LIMIT", 0.0),
             lease_seconds=env_float(env, "DELIVERY_LEASE_SECONDS", 60.0),
+            webhooks=WebhookSettings(
+                retry_schedule=schedule or DEFAULT_RETRY_SCHEDULE,
+                timeout=env_float(env, "WEBHOOK_TIMEOUT", 10.0),
+                allow_http=env_bool(env, "WEBHOOKS_ALLOW_HTTP", False),
+                allow_private=env_bool(env, "WEBHOOKS_ALLOW_PRIVATE", False),
+                poll_interval=env_float(env, "WEBHOOK_POLL_INTERVAL", 5.0),
+            ),
+            events_url=env_str(env, "EVENTS_URL", "http://localhost:5002"),
         )
 
 

@@ -35,7 +35,7 @@ cli = service_cli(
     "queue",
     type=click.Choice(sorted(QUEUE_FAMILIES)),
     required=True,
-    help="Which work queue this worker consumes.",
+    help="Which work queue this worker consumes (webhooks: sends the webhooks).",
 )
 @click.option(
     "--countries",
@@ -72,7 +72,7 @@ _kind_option = click.option(
     type=click.Choice(sorted(QUEUE_FAMILIES)),
     default="invitations",
     show_default=True,
-    help="Which kind of mail's dead-letter queue.",
+    help="Which kind of work's dead-letter queue (a kind of mail, or webhooks).",
 )
 
 
@@ -227,3 +227,37 @@ def suppressions_lift_cmd(email: str) -> None:
     if not bootstrap().ledger.unsuppress([email.strip().lower()]):
         raise click.ClickException(f"{email} is not suppressed")
     click.echo(f"{email} gets mail again")
+
+
+# ---- webhooks ---------------------------------------------------------------------------------
+@cli.group("webhooks")
+def webhooks_group() -> None:
+    """Webhook subscriptions and their deliveries."""
+
+
+@webhooks_group.command("deliver")
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+def webhooks_deliver_cmd(once: bool) -> None:
+    """Send the due webhook deliveries (retries), polling until stopped; the webhook workers do
+    the same, so this is for an operator's one-off run or a separate retry process."""
+    import requests
+
+    from tacso_notify.webhooks import deliver_due
+
+    notify = bootstrap()
+    http = requests.Session()
+    if once:
+        outcomes = deliver_due(notify.sessions, notify.settings.webhooks, http)
+        click.echo(", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "nothing due")
+        return
+    import threading
+
+    stopping = threading.Event()
+
+    def loop() -> None:
+        while not stopping.wait(notify.settings.webhooks.poll_interval):
+            deliver_due(notify.sessions, notify.settings.webhooks, http)
+
+    set_role("worker")
+    start_metrics_server(notify.settings.common.metrics_port)
+    run_until_signalled(loop, stopping.set)

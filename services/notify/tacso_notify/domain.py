@@ -42,6 +42,22 @@ REGISTRATION_KINDS: dict[str, MessageKind] = {
 
 
 @dataclass(frozen=True)
+class Audience:
+    """Which organisations a kind of mail goes to."""
+
+    organisation_kind: str
+    match_topics: bool
+
+
+AUDIENCES: dict[MessageKind, Audience] = {
+    # CSOs working on any of the event's topics (all CSOs when the event has none).
+    MessageKind.INVITATION: Audience("cso", match_topics=True),
+    # Every media outlet of the country, whatever the topics.
+    MessageKind.PRESS_NOTICE: Audience("media", match_topics=False),
+}
+
+
+@dataclass(frozen=True)
 class Recipient:
     """An organisation a message is addressed to."""
 

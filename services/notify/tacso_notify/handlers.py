@@ -19,7 +19,7 @@ from tacso_notify.audience import (
     OrganisationFinder,
     OrganisationLookup,
 )
-from tacso_notify.domain import MessageKind, Recipient, Sender
+from tacso_notify.domain import AUDIENCES, MessageKind, Recipient, Sender
 from tacso_notify.i18n import language_of
 from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import PreparedMessage, RsvpLinks, prepare_message
@@ -40,22 +40,6 @@ PREPARED_CACHE_SIZE = 64
 Rendered = Callable[[str], PreparedMessage]
 #: (event id, revision, kind, language, correlation id) of a rendered message.
 RenderKey = tuple[str, int, str, str, str | None]
-
-
-@dataclass(frozen=True)
-class Audience:
-    """Which organisations a kind of mail goes to."""
-
-    organisation_kind: str
-    match_topics: bool
-
-
-AUDIENCES: dict[MessageKind, Audience] = {
-    # CSOs working on any of the event's topics (all CSOs when the event has none).
-    MessageKind.INVITATION: Audience("cso", match_topics=True),
-    # Every media outlet of the country, whatever the topics.
-    MessageKind.PRESS_NOTICE: Audience("media", match_topics=False),
-}
 
 
 class SendingPaused(Exception):

@@ -149,4 +149,65 @@ class EventNotice(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+#: What became of a webhook delivery: waiting for its (next) attempt, delivered (2xx), failed for
+#: good (every attempt of the schedule spent), or abandoned (its subscription was disabled).
+WEBHOOK_PENDING, WEBHOOK_DELIVERED, WEBHOOK_FAILED, WEBHOOK_ABANDONED = (
+    "pending",
+    "delivered",
+    "failed",
+    "abandoned",
+)
+
+
+class WebhookSubscription(Base):
+    """A web client that wants to be told: where to POST, which event types, which countries."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    #: ``whsec_`` + base64 of the signing key (Standard Webhooks); shown once, at creation.
+    secret: Mapped[str] = mapped_column(sa.String(128))
+    #: Comma-separated: ``event.published``, ``registration.*``, ``registration.confirmed``...
+    event_types: Mapped[str] = mapped_column(sa.String(500))
+    #: Comma-separated country codes; NULL: every country (network admins only).
+    countries: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    description: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_by: Mapped[str] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebhookDelivery(Base):
+    """One message owed to one subscription; unique per (subscription, message id), so a
+    redelivered message writes nothing twice. ``next_attempt_at`` is the retry schedule."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("subscription_id", "message_id", name="uq_webhook_deliveries_once"),
+        sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        sa.Index("ix_webhook_deliveries_subscription", "subscription_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("webhook_subscriptions.id", ondelete="CASCADE")
+    )
+    #: The envelope's id: the ``webhook-id`` header, the same on every attempt.
+    message_id: Mapped[str] = mapped_column(sa.String(200))
+    event_type: Mapped[str] = mapped_column(sa.String(64))
+    country: Mapped[str] = mapped_column(sa.String(2))
+    #: The body POSTed (the CloudEvents envelope as JSON), kept so a retry sends the same bytes.
+    payload: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default=WEBHOOK_PENDING)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 audit_log = audit_table(Base.metadata)

@@ -10,6 +10,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate
 from tacso_notify.domain import MessageKind
 from tacso_notify.ledger import DeliveryFilter
 from tacso_notify.models import STATUSES
+from tacso_notify.webhooks import EVENT_TYPES
+from tacso_shared.vocabulary import COUNTRIES
 from tacso_shared.web import AsciiInteger
 
 
@@ -192,3 +194,139 @@ class EventReportSchema(Schema):
     suppressed_recipients = fields.Integer(required=True)
     first_sent_at = fields.AwareDateTime(required=True, allow_none=True)
     last_sent_at = fields.AwareDateTime(required=True, allow_none=True)
+
+
+# ---- webhooks -----------------------------------------------------------------------------
+class WebhookCreateSchema(Schema):
+    """A web client subscribes: where to POST, which event types, which countries."""
+
+    url = fields.Url(
+        required=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=validate.Length(max=2048),
+        metadata={
+            "description": "Where to POST (https; http only where WEBHOOKS_ALLOW_HTTP is on). "
+            "It must resolve to public addresses only."
+        },
+    )
+    event_types = fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        required=True,
+        validate=validate.Length(min=1, max=len(EVENT_TYPES)),
+        metadata={"description": f"Any of {', '.join(EVENT_TYPES)}."},
+    )
+    countries = fields.List(
+        fields.String(validate=validate.OneOf(sorted(COUNTRIES))),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=len(COUNTRIES)),
+        metadata={
+            "description": "Only these countries' messages; omitted: every country (network "
+            "admins only; a country editor must name countries of its own)."
+        },
+    )
+    description = fields.String(load_default=None, validate=validate.Length(max=500))
+
+
+class WebhookSchema(Schema):
+    """A webhook subscription (its secret is shown once, when it is created)."""
+
+    id = fields.String(required=True)
+    url = fields.String(required=True)
+    event_types = fields.List(fields.String(), required=True)
+    countries = fields.List(fields.String(), required=True, allow_none=True)
+    description = fields.String(allow_none=True)
+    enabled = fields.Boolean(required=True)
+    disabled_reason = fields.String(allow_none=True)
+    disabled_at = fields.AwareDateTime(allow_none=True)
+    created_by = fields.String(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class CreatedWebhookSchema(WebhookSchema):
+    """A new subscription with its signing secret: store it now, it is never shown again."""
+
+    secret = fields.String(
+        required=True,
+        metadata={"description": "whsec_ + base64 of the HMAC-SHA256 key (Standard Webhooks)."},
+    )
+
+
+class WebhookListSchema(Schema):
+    """The subscriptions the caller may see."""
+
+    items = fields.List(fields.Nested(WebhookSchema), required=True)
+
+
+class WebhookDeliverySchema(Schema):
+    """One message owed to a subscriber, and how its attempts went."""
+
+    id = fields.Integer(required=True)
+    message_id = fields.String(
+        required=True, metadata={"description": "The webhook-id header (the envelope's id)."}
+    )
+    event_type = fields.String(required=True)
+    country = fields.String(required=True)
+    status = fields.String(
+        required=True, metadata={"description": "pending, delivered, failed or abandoned."}
+    )
+    attempts = fields.Integer(required=True)
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    next_attempt_at = fields.AwareDateTime(allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)
+
+
+class WebhookDeliveryPageSchema(Schema):
+    """One page of a subscription's delivery log, newest first."""
+
+    items = fields.List(fields.Nested(WebhookDeliverySchema), required=True)
+    page = fields.Integer(required=True)
+    page_size = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+
+
+class PageQuerySchema(Schema):
+    """Paging of a list."""
+
+    page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = AsciiInteger(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+# ---- the audience preview ---------------------------------------------------------------------
+class KindPreviewSchema(Schema):
+    """Who would get one kind of mail about the event, and who would not, and why."""
+
+    kind = fields.String(required=True)
+    organisation_kind = fields.String(required=True)
+    recipients = fields.Integer(required=True)
+    by_language = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    by_topic = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "Recipients working on each of the event's topics."},
+    )
+    excluded = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={
+            "description": "Left out, each once, by the first reason that applies: "
+            "no_consent, opted_out (0 until registry exposes opt-outs), suppressed."
+        },
+    )
+    excluded_total = fields.Integer(required=True)
+
+
+class AudiencePreviewSchema(Schema):
+    """An event's audience as it would be if the event were published now."""
+
+    event_id = fields.String(required=True)
+    status = fields.String(required=True)
+    country = fields.String(required=True)
+    topics = fields.List(fields.String(), required=True)
+    invitation = fields.Nested(KindPreviewSchema, required=True)
+    press_notice = fields.Nested(KindPreviewSchema, required=True)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from tacso_notify.domain import REGISTRATION_KINDS, MessageKind
+from tacso_shared.contracts import REGISTRATION_STATUSES
 from tacso_shared.messaging import connect
 from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QueueFamily, WorkQueue, declare_topology
 
@@ -55,6 +56,17 @@ REMINDERS = QueueFamily("notify.reminders", "registration.reminder")
 REGISTRATIONS = StatusQueueFamily(
     "notify.registrations", "registration", statuses=tuple(REGISTRATION_KINDS)
 )
+#: What webhook subscribers may be told: an event's life and its registrations (one binding per
+#: status, so ``registration.reminder.<country>`` does not arrive here).
+WEBHOOKS = BoundToSeveral(
+    "notify.webhooks",
+    "event.published",
+    also=(
+        "event.updated",
+        "event.cancelled",
+        *(f"registration.{status}" for status in REGISTRATION_STATUSES),
+    ),
+)
 
 #: Every kind of work of notify, by the short name a worker is started with.
 QUEUE_FAMILIES: dict[str, QueueFamily] = {
@@ -63,11 +75,12 @@ QUEUE_FAMILIES: dict[str, QueueFamily] = {
     "registrations": REGISTRATIONS,
     "updates": UPDATES,
     "reminders": REMINDERS,
+    "webhooks": WEBHOOKS,
 }
 
 #: Which kind of mail each fan-out family's workers send (the families an operator's
 #: ``resend-failed`` re-drives: invitations and press notices; a registrations worker sends one
-#: kind per status: ``REGISTRATION_KINDS``).
+#: kind per status: ``REGISTRATION_KINDS``; ``webhooks`` sends no mail).
 QUEUE_KINDS: dict[str, MessageKind] = {
     "invitations": MessageKind.INVITATION,
     "press_notices": MessageKind.PRESS_NOTICE,

@@ -5,9 +5,13 @@ Only ``tacso-notify worker`` imports this module: the API process has no use for
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import requests
 
 from tacso_notify.audience import RegistryDirectory
 from tacso_notify.bootstrap import Notify
@@ -20,19 +24,24 @@ from tacso_notify.rendering import RsvpLinks
 from tacso_notify.sending import SenderPool
 from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
+from tacso_notify.webhooks import deliver_due, record_message
 from tacso_shared import correlation
 from tacso_shared.calendar import uid_domain
 from tacso_shared.consumer import Handler, QueueWorker
+from tacso_shared.envelope import Envelope
 from tacso_shared.links import LinkSigner
 from tacso_shared.messaging import SyncPublisher
+
+log = logging.getLogger(__name__)
 
 
 def build_worker(
     notify: Notify, queue: str, countries: Sequence[str] | None = None
-) -> NotifyWorker:
+) -> NotifyWorker | WebhookWorker:
     """A worker for one family (``invitations``, ``press_notices``, ``registrations``,
-    ``updates``, ``reminders``),
-    all countries or only ``countries``."""
+    ``updates``, ``reminders``, or ``webhooks``), all countries or only ``countries``."""
+    if queue == "webhooks":
+        return build_webhook_worker(notify, countries)
     settings = notify.settings
     pool = SenderPool(
         lambda: SmtpMailer(settings.smtp),
@@ -113,4 +122,69 @@ class NotifyWorker:
 
     def stop(self) -> None:
         """Ask the worker to finish (safe from a signal handler)."""
+        self.consumer.stop()
+
+
+def build_webhook_worker(notify: Notify, countries: Sequence[str] | None = None) -> WebhookWorker:
+    """A webhook worker: consumes ``notify.webhooks.<country>`` and sends what is due."""
+    settings = notify.settings
+    http = requests.Session()
+    stopping = threading.Event()
+
+    def handle(envelope: Envelope, message: Any) -> None:
+        # Rows first (durable, idempotent per subscription and message), then the first attempt;
+        # a failed attempt is scheduled in the database, never a reason to retry the message.
+        written = record_message(notify.sessions, envelope, str(message.country))
+        if written:
+            deliver_due(notify.sessions, settings.webhooks, http, ids=written)
+
+    consumer = QueueWorker(
+        settings.common.amqp_url,
+        QUEUE_FAMILIES["webhooks"].queues(countries),
+        handle,
+        retry_delays=settings.retry_delays,
+        prefetch=settings.prefetch,
+        stopping=stopping,
+    )
+    return WebhookWorker(
+        consumer,
+        lambda: deliver_due(notify.sessions, settings.webhooks, http),
+        stopping,
+        settings.webhooks.poll_interval,
+        http,
+    )
+
+
+@dataclass
+class WebhookWorker:
+    """A queue consumer that writes webhook deliveries, and a loop that sends the due ones
+    (retries are rows with a ``next_attempt_at``, so any webhook worker may send them)."""
+
+    consumer: QueueWorker
+    deliver: Callable[[], object]
+    stopping: threading.Event
+    poll_interval: float
+    http: requests.Session
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(self.poll_interval):
+            try:
+                self.deliver()
+            except Exception:  # the loop must outlive a database hiccup; it tries again
+                log.exception("webhook delivery loop failed; trying again")
+
+    def run(self) -> None:
+        """Consume and send until stopped."""
+        loop = threading.Thread(target=self._loop, name="webhook-retries", daemon=True)
+        loop.start()
+        try:
+            self.consumer.run()
+        finally:
+            self.stopping.set()
+            loop.join(timeout=self.poll_interval + 15)
+            self.http.close()
+
+    def stop(self) -> None:
+        """Ask the worker to finish (safe from a signal handler)."""
+        self.stopping.set()
         self.consumer.stop()
