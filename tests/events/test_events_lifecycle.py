@@ -274,6 +274,9 @@ class TestNonMaterialChanges:
         assert json.loads(entry.after)["title"] == "New title"
 
 
+FUTURE = {"starts_at": "2030-12-15T10:00:00+01:00", "ends_at": "2030-12-15T16:00:00+01:00"}
+
+
 class TestRegistrationsFollowTheEvent:
     """An edit or a cancellation moves, refuses or ends what registrations hold, in one
     transaction (registrations.py does the work; lifecycle.py calls it)."""
@@ -298,7 +301,7 @@ class TestRegistrationsFollowTheEvent:
     ) -> None:
         from tacso_events.models import Registration
 
-        event = create_event(capacity=2)
+        event = create_event(capacity=2, **FUTURE)
         self._register(events, event["id"], "org-a", 2)
         waiting = self._register(events, event["id"], "org-b", 1)
 
@@ -335,7 +338,7 @@ class TestRegistrationsFollowTheEvent:
         from tacso_events.models import Registration
         from tacso_events.registrations import cancel as cancel_registration
 
-        event = create_event(capacity=1)
+        event = create_event(capacity=1, **FUTURE)
         first = self._register(events, event["id"], "org-a", 1)
         waiting = self._register(events, event["id"], "org-b", 1)
         with transaction(events.sessions) as session:
