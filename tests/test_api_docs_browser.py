@@ -9,7 +9,6 @@ Chromium comes from ``tests/ensure_tools.sh`` (``make install``); no browser is 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-CHROMIUM = shutil.which("chromium")
+from support.browser import CHROMIUM, chromium_context
+
 SERVICES = ("registry", "events", "notify")
 
 pytestmark = [
@@ -52,29 +52,8 @@ def service_app(service: str, env: dict[str, str]) -> Flask:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as playwright:
-        # A persistent context is how Playwright takes an (empty) profile directory of ours.
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.mark.parametrize("service", SERVICES)
