@@ -163,6 +163,7 @@ def build_world(workdir: Path, **env_overrides: str) -> Iterator[World]:
         "ADMIN_API_KEY": ADMIN_KEY,
         # The matrix asks for many tokens from one address; the limits have tests of their own.
         "RATE_LIMIT_CREDENTIALS": "10000/minute",
+        "RATE_LIMIT_SIGNUP": "10000/minute",
         **env_overrides,
     }
     registry_settings = load_registry_settings(
