@@ -48,6 +48,7 @@ LONG_RUNNING = (
     "notify",
     "notify-invitations",
     "notify-press-notices",
+    "notify-accounts",
 )
 # Variables the harness passes through to docker / docker-compose; everything else is set here,
 # so nothing from the caller's environment or a developer's .env leaks into the stack.
@@ -63,6 +64,7 @@ STATELESS = (
     "notify",
     "notify-invitations",
     "notify-press-notices",
+    "notify-accounts",
 )
 
 
@@ -476,6 +478,7 @@ SCRAPED = {
     "events-relay",
     "notify-invitations",
     "notify-press-notices",
+    "notify-accounts",
     "rabbitmq",
     "prometheus",
 }

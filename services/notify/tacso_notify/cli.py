@@ -33,7 +33,7 @@ cli = service_cli(
 @click.option(
     "--queue",
     "queue",
-    type=click.Choice(sorted(QUEUE_KINDS)),
+    type=click.Choice(sorted(QUEUE_FAMILIES)),
     required=True,
     help="Which work queue this worker consumes.",
 )
@@ -69,7 +69,7 @@ def main() -> None:
 _kind_option = click.option(
     "--kind",
     "queue",
-    type=click.Choice(sorted(QUEUE_KINDS)),
+    type=click.Choice(sorted(QUEUE_FAMILIES)),
     default="invitations",
     show_default=True,
     help="Which kind of mail's dead-letter queue.",

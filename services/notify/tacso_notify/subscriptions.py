@@ -16,11 +16,14 @@ from tacso_shared.topology import DEFAULT_RETRY_DELAYS, QueueFamily, declare_top
 
 INVITATIONS = QueueFamily("notify.invitations", "event.published")
 PRESS_NOTICES = QueueFamily("notify.press_notices", "event.published")
+#: Account mail (sign-up confirmations, invitations): ``account.signup.XX``, ``account.invited.XX``.
+ACCOUNTS = QueueFamily("notify.accounts", "account.*")
 
 #: Every kind of work of notify, by the short name a worker is started with.
 QUEUE_FAMILIES: dict[str, QueueFamily] = {
     "invitations": INVITATIONS,
     "press_notices": PRESS_NOTICES,
+    "accounts": ACCOUNTS,
 }
 
 #: Which kind of mail each family's workers send.

@@ -9,15 +9,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tacso_notify.account_mail import AccountMailer, make_account_handler
 from tacso_notify.audience import RegistryDirectory
 from tacso_notify.bootstrap import Notify
 from tacso_notify.handlers import Dependencies, make_handler, warm_up
 from tacso_notify.mailer import SmtpMailer
 from tacso_notify.sending import SenderPool
-from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
+from tacso_notify.subscriptions import ACCOUNTS, QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_shared import correlation
 from tacso_shared.consumer import QueueWorker
+from tacso_shared.contracts import load_data
 from tacso_shared.messaging import SyncPublisher
 
 
@@ -27,6 +29,8 @@ def build_worker(
     """A worker for one kind of mail (``invitations`` or ``press_notices``), all countries or
     only ``countries``."""
     settings = notify.settings
+    if queue == "accounts":
+        return build_account_worker(notify, countries)
     pool = SenderPool(
         lambda: SmtpMailer(settings.smtp),
         connections=settings.smtp_connections,
@@ -66,12 +70,36 @@ def build_worker(
     return NotifyWorker(consumer, pool, lambda: warm_up(QUEUE_KINDS[queue], deps), publisher.close)
 
 
+def build_account_worker(notify: Notify, countries: Sequence[str] | None = None) -> NotifyWorker:
+    """A worker of account mail: one SMTP connection, one mail per message."""
+    settings = notify.settings
+    mailer = SmtpMailer(settings.smtp)
+    stopping = threading.Event()
+    account_mailer = AccountMailer(
+        notify.sessions,
+        mailer,
+        settings.sender,
+        settings.sender.address.rpartition("@")[2] or "tacso.local",
+    )
+    consumer = QueueWorker(
+        settings.common.amqp_url,
+        ACCOUNTS.queues(countries),
+        make_account_handler(account_mailer),
+        retry_delays=settings.retry_delays,
+        prefetch=settings.prefetch,
+        stopping=stopping,
+        loader=load_data,
+    )
+    return NotifyWorker(consumer, None, lambda: None, mailer.close)
+
+
 @dataclass
 class NotifyWorker:
     """A queue consumer and the SMTP connections it sends through."""
 
     consumer: QueueWorker
-    pool: SenderPool
+    #: The fan-out's SMTP connections (account mail sends on one connection of its own).
+    pool: SenderPool | None
     warm_up: Callable[[], None]
     close_publisher: Callable[[], None]
 
@@ -81,7 +109,8 @@ class NotifyWorker:
         try:
             self.consumer.run()
         finally:
-            self.pool.close()
+            if self.pool is not None:
+                self.pool.close()
             self.close_publisher()
 
     def stop(self) -> None:

@@ -89,6 +89,7 @@ def _form(language: str, values: dict[str, Any], errors: dict[str, str], status:
     )
 
 
+CHECK_FIELD = N_("Please check this field.")
 #: What a reader is told about each field the form refused (in their language).
 FIELD_PROBLEMS = {
     "name": N_("Please give the name of your organisation."),
@@ -131,10 +132,7 @@ def signup_submit() -> Response:
     except ValidationError as exc:
         gettext = CATALOG.translations(language).gettext
         fields = exc.messages if isinstance(exc.messages, dict) else {}
-        errors = {
-            name: gettext(FIELD_PROBLEMS.get(name, N_("Please check this field.")))
-            for name in fields
-        }
+        errors = {name: gettext(FIELD_PROBLEMS.get(name, CHECK_FIELD)) for name in fields}
         values = {k: v for k, v in raw.items() if k not in ("consent",)}
         return _form(language, values, errors, 422)
     registry = _registry()
