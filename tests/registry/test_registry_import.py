@@ -164,8 +164,9 @@ class TestBadInput:
             (b'Name;Email\n"unterminated;a@example.org\n', 422, "file"),
             (b"\n\n", 422, "file"),
             (b"\xef\xbb\xbfName;Email\n\xff\xfe\x00;a@example.org\n", 422, "file"),
+            (b"Name;Email\nA\x00B;a@example.org\n", 422, "file"),
         ],
-        ids=["missing-column", "two-email-columns", "malformed", "empty", "bad-bom"],
+        ids=["missing-column", "two-email-columns", "malformed", "empty", "bad-bom", "nul"],
     )
     def test_files_that_cannot_be_read_are_a_4xx_naming_the_problem(
         self,

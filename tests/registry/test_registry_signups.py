@@ -156,6 +156,7 @@ class TestSignupApi:
             ({"email": "not an address"}, "email"),
             ({"topics": ["astrology"]}, "topics"),
             ({"name": "   "}, "name"),
+            ({"name": "Line\rbreak"}, "name"),
         ],
     )
     def test_bad_signups_are_a_422_naming_the_field(
@@ -266,6 +267,16 @@ class TestSignupPages:
         assert response.status_code == 422
         assert "Please tick the box" in html
         assert 'value="info@cisto-nebo.example.org"' in html
+        assert messages(registry, SIGNUP_CONFIRMATION_REQUESTED) == []
+
+    def test_a_nul_in_the_form_is_refused_not_stored(
+        self, client: FlaskClient, registry: Registry
+    ) -> None:
+        form = {**{k: v for k, v in signup_body().items() if k != "topics"}, "consent": "yes"}
+
+        response = client.post("/signup", data={**form, "name": "A\x00B"})
+
+        assert response.status_code == 422
         assert messages(registry, SIGNUP_CONFIRMATION_REQUESTED) == []
 
     def test_markup_in_a_name_is_escaped_on_the_confirmation_page(

@@ -218,6 +218,8 @@ def _check_row(
     name = cell("name")
     if not name:
         return "name is empty"
+    if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in name):
+        return "name contains control characters"
     if len(name) > 200:
         return "name is longer than 200 characters"
     try:
@@ -271,6 +273,8 @@ def import_organisations(
     ``progress`` is called with the number of rows just checked (for a progress bar).
     """
     text, encoding = decode(data)
+    if "\x00" in text:
+        raise ImportRefused("file", "The file contains NUL characters: it is not a text file.")
     header, rows = _rows(text)
     columns = map_columns(header)
     report = ImportReport(

@@ -310,6 +310,12 @@ class SignupCreateSchema(Schema):
         if not value.strip():
             raise ValidationError("Must not be blank.")
 
+    @validates("name", "consent_text_version")
+    def _no_control_characters(self, value: str, **_: Any) -> None:
+        # The form posts outside the JSON reader, which refuses these for the API already.
+        if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
+            raise ValidationError("Must not contain control characters.")
+
     @validates("consent")
     def _consent_given(self, value: bool, **_: Any) -> None:
         if value is not True:
