@@ -26,7 +26,13 @@ from babel.dates import format_datetime as format_local_datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from tacso_notify.addressing import UnsendableAddress, smtp_address
-from tacso_notify.domain import Sender
+from tacso_notify.domain import (
+    ACCOUNT_KINDS,
+    SIGNUP_CONFIRMATION,
+    SIGNUP_KNOWN_ADDRESS,
+    USER_INVITATION,
+    Sender,
+)
 from tacso_notify.i18n import CATALOG, locale_of
 from tacso_notify.ledger import _insert_ignoring_duplicates
 from tacso_notify.mailer import Mailer, PermanentSendError, TransientSendError
@@ -40,10 +46,16 @@ from tacso_shared.vocabulary import COUNTRIES
 
 log = logging.getLogger(__name__)
 
-SIGNUP_CONFIRMATION = "signup_confirmation"
-SIGNUP_KNOWN_ADDRESS = "signup_known_address"
-USER_INVITATION = "user_invitation"
-ACCOUNT_KINDS = (SIGNUP_CONFIRMATION, SIGNUP_KNOWN_ADDRESS, USER_INVITATION)
+__all__ = [
+    "ACCOUNT_KINDS",
+    "SIGNUP_CONFIRMATION",
+    "SIGNUP_KNOWN_ADDRESS",
+    "USER_INVITATION",
+    "AccountMailer",
+    "make_account_handler",
+    "render",
+]
+
 
 _TEMPLATES = jinja2.FileSystemLoader(str(Path(__file__).parent / "templates"))
 

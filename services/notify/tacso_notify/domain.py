@@ -13,6 +13,13 @@ class MessageKind(enum.StrEnum):
     PRESS_NOTICE = "press_notice"
 
 
+#: Kinds of account mail in the ledger (one mail per registry message, see ``account_mail``).
+SIGNUP_CONFIRMATION = "signup_confirmation"
+SIGNUP_KNOWN_ADDRESS = "signup_known_address"
+USER_INVITATION = "user_invitation"
+ACCOUNT_KINDS = (SIGNUP_CONFIRMATION, SIGNUP_KNOWN_ADDRESS, USER_INVITATION)
+
+
 @dataclass(frozen=True)
 class Recipient:
     """An organisation a message is addressed to."""

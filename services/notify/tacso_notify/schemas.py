@@ -7,8 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
-from tacso_notify.account_mail import ACCOUNT_KINDS
-from tacso_notify.domain import MessageKind
+from tacso_notify.domain import ACCOUNT_KINDS, MessageKind
 from tacso_notify.ledger import DeliveryFilter
 from tacso_notify.models import STATUSES
 from tacso_shared.web import AsciiInteger
