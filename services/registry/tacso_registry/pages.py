@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from tacso_registry import accounts, signups
 from tacso_registry.bootstrap import Registry
@@ -216,7 +217,8 @@ def confirm_submit(token: str) -> Response:
                     "created": confirmation.created,
                 },
             )
-    except signups.SignupGone:
+    except (signups.SignupGone, IntegrityError):
+        # IntegrityError: a second click racing the first met the unique address of the first.
         return _problem(language, 410, *_USED, again=True)
     return _page("confirmed.html", language)
 
