@@ -43,7 +43,8 @@ def print_import(row: dict[str, Any]) -> None:
         return
     print(
         f"  {row['rows']} rows ({row['bytes']} bytes, {row['encoding']}): {row['seconds']:.2f} s, "
-        f"{row['rows_per_s']} rows/s (target {row['target_seconds']:.0f} s)"
+        f"{row['rows_per_s']} rows/s (target {row['target_seconds']:.0f} s); "
+        f"{row['cpu_seconds']:.2f} s of CPU, load average {row['load_average']}"
     )
 
 
