@@ -34,6 +34,20 @@ def print_fairness(row: dict[str, Any]) -> None:
     )
 
 
+def print_import(row: dict[str, Any]) -> None:
+    """The import row: a Windows-1250 CSV into registry, one transaction with its outbox rows."""
+    print()
+    print("Import: a Windows-1250 CSV list into registry (organisations, consents, outbox)")
+    if "error" in row:
+        print(f"  FAILED: {row['error'][:300]}")
+        return
+    print(
+        f"  {row['rows']} rows ({row['bytes']} bytes, {row['encoding']}): {row['seconds']:.2f} s, "
+        f"{row['rows_per_s']} rows/s (target {row['target_seconds']:.0f} s); "
+        f"{row['cpu_seconds']:.2f} s of CPU, load average {row['load_average']}"
+    )
+
+
 def print_fan_out(part: dict[str, Any]) -> None:
     k = part["k"]
     print()

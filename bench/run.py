@@ -10,6 +10,7 @@ Environment (the make target passes them through):
   BENCH_HTTP           1 (default) runs the HTTP part; 0 skips it
   BENCH_HTTP_SECONDS   seconds of load per HTTP endpoint (default 10)
   BENCH_FAIRNESS_N     size of the big event of the fairness row (default 50000; 0 skips)
+  BENCH_IMPORT_N       rows of the CSV import row (default 10000; 0 skips)
 """
 
 from __future__ import annotations
@@ -196,6 +197,15 @@ def main() -> None:
     if fairness_n:
         results["fairness"] = fairness_part(stamp, fairness_n)
         print_fairness(results["fairness"])
+    import_n = int(os.environ.get("BENCH_IMPORT_N", "10000"))
+    if import_n:
+        from bench.import_bench import run_import
+        from bench.report import print_import
+
+        workdir = RESULTS_DIR / stamp / "import"
+        workdir.mkdir(parents=True, exist_ok=True)
+        results["import"] = _attempt("import", import_n, run_import, workdir, import_n)
+        print_import(results["import"])
     if os.environ.get("BENCH_HTTP", "1") != "0":
         from bench.http_bench import http_part
 

@@ -2,7 +2,7 @@
 # Build from the repository root:  docker build -f docker/notify.Dockerfile -t tacso/notify .
 # One image, every process of the service, chosen by the command:
 #   tacso-notify serve --migrate   (default: gunicorn on $NOTIFY_PORT, 5003)
-#   tacso-notify worker --queue invitations | press_notices | registrations | updates | reminders | webhooks
+#   tacso-notify worker --queue invitations | press_notices | registrations | updates | reminders | webhooks | accounts
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: a virtualenv with the shared library, then the service (no compilers needed:

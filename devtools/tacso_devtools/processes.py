@@ -89,6 +89,7 @@ PROCESSES: tuple[Process, ...] = (
     _worker("reminders"),
     _worker("registrations"),
     _worker("webhooks"),
+    _worker("accounts"),
 )
 
 #: Third-party services a deployment needs besides our processes (not in the manifest).

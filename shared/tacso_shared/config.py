@@ -79,6 +79,8 @@ class RateLimitSettings:
     credentials: str = "10/minute"
     public: str = "600/minute"
     writes: str = "300/minute"
+    #: Self-registrations per client address (``RATE_LIMIT_SIGNUP``).
+    signup: str = "5/hour"
     namespace: str = "tacso"
     enabled: bool = True
 
@@ -90,6 +92,7 @@ class RateLimitSettings:
             credentials=env_str(env, "RATE_LIMIT_CREDENTIALS", cls.credentials),
             public=env_str(env, "RATE_LIMIT_PUBLIC", cls.public),
             writes=env_str(env, "RATE_LIMIT_WRITES", cls.writes),
+            signup=env_str(env, "RATE_LIMIT_SIGNUP", cls.signup),
             namespace=env_str(env, "RATE_LIMIT_NAMESPACE", cls.namespace),
             enabled=env_bool(env, "RATE_LIMITS", True),
         )

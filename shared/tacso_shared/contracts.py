@@ -26,6 +26,8 @@ EVENT_PUBLISHED = "org.tacso.events.event.published.v1"
 EVENT_UPDATED = "org.tacso.events.event.updated.v1"
 EVENT_CANCELLED = "org.tacso.events.event.cancelled.v1"
 REMINDER_DUE = "org.tacso.events.registration.reminder.v1"
+SIGNUP_CONFIRMATION_REQUESTED = "org.tacso.registry.signup.confirmation.v1"
+USER_INVITED = "org.tacso.registry.user.invited.v1"
 
 #: What a registration can become. ``declined`` is an invitee's "I can't attend": it holds no seat.
 REGISTRATION_STATUSES = ("confirmed", "waitlisted", "offered", "expired", "cancelled", "declined")
@@ -200,6 +202,39 @@ class ReminderDue:
         return self.event.country
 
 
+@dataclass(frozen=True)
+class SignupConfirmationRequested:
+    """Someone signed an organisation up: mail the address its confirmation link.
+
+    ``already_registered``: the address belongs to an organisation already, so the mail says so
+    (and how to manage its preferences) instead of carrying a link; the sign-up's answer was the
+    same either way, so nobody learns from it whether an address is known.
+    """
+
+    signup_id: str
+    email: str
+    name: str
+    language: str
+    country: str
+    expires_at: datetime
+    confirm_url: str | None = None
+    already_registered: bool = False
+
+
+@dataclass(frozen=True)
+class UserInvited:
+    """A person was given an account: mail them the link that sets its password."""
+
+    user_id: str
+    email: str
+    name: str
+    language: str
+    #: The country of the person's organisation (the network admin's default when it has none).
+    country: str
+    set_password_url: str
+    expires_at: datetime
+
+
 class OrganisationRegisteredV1(Schema):
     """``org.tacso.registry.organisation.registered.v1``: loads :class:`OrganisationRegistered`."""
 
@@ -366,6 +401,39 @@ class ReminderDueV1(Schema):
         return ReminderDue(**data)
 
 
+class SignupConfirmationRequestedV1(Schema):
+    """``org.tacso.registry.signup.confirmation.v1``: loads :class:`SignupConfirmationRequested`."""
+
+    signup_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
+    email = EmailAddressField(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    language = fields.String(required=True, validate=validate.OneOf(sorted(LANGUAGES)))
+    country = fields.String(required=True, validate=_country)
+    expires_at = fields.AwareDateTime(required=True)
+    confirm_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
+    already_registered = fields.Boolean(load_default=False)
+
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> SignupConfirmationRequested:
+        return SignupConfirmationRequested(**data)
+
+
+class UserInvitedV1(Schema):
+    """``org.tacso.registry.user.invited.v1``: loads :class:`UserInvited`."""
+
+    user_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
+    email = EmailAddressField(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    language = fields.String(required=True, validate=validate.OneOf(sorted(LANGUAGES)))
+    country = fields.String(required=True, validate=_country)
+    set_password_url = fields.Url(required=True, require_tld=False)
+    expires_at = fields.AwareDateTime(required=True)
+
+    @post_load
+    def _message(self, data: dict[str, Any], **_: Any) -> UserInvited:
+        return UserInvited(**data)
+
+
 class CountryMessage(Protocol):
     """What every integration message has: the country its routing key carries."""
 
@@ -447,6 +515,16 @@ REGISTRATION_CHANGED_V1: dict[str, Contract[RegistrationChanged]] = {
 REMINDER_DUE_V1: Contract[ReminderDue] = Contract(
     REMINDER_DUE, ReminderDue, ReminderDueV1, "registration.reminder"
 )
+#: Account mail: both bound by notify's ``notify.accounts.<country>`` queues (``account.*.XX``).
+SIGNUP_CONFIRMATION_REQUESTED_V1: Contract[SignupConfirmationRequested] = Contract(
+    SIGNUP_CONFIRMATION_REQUESTED,
+    SignupConfirmationRequested,
+    SignupConfirmationRequestedV1,
+    "account.signup",
+)
+USER_INVITED_V1: Contract[UserInvited] = Contract(
+    USER_INVITED, UserInvited, UserInvitedV1, "account.invited"
+)
 
 #: Every integration contract by its type name.
 _ALL: tuple[Contract[Any], ...] = (
@@ -458,6 +536,8 @@ _ALL: tuple[Contract[Any], ...] = (
     EVENT_CANCELLED_V1,
     *REGISTRATION_CHANGED_V1.values(),
     REMINDER_DUE_V1,
+    SIGNUP_CONFIRMATION_REQUESTED_V1,
+    USER_INVITED_V1,
 )
 CONTRACTS: dict[str, Contract[Any]] = {c.type: c for c in _ALL}
 #: The contract of each message class (a publisher hands over the message, not its type name);

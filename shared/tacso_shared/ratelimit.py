@@ -8,6 +8,7 @@ through (and logged): a limit must not take the API down.
 
 - ``credentials`` (token, set-password): every request, by client address;
 - ``public`` (listings and reads open to anyone): anonymous requests, by client address;
+- ``signup`` (self-registration): every request, by client address (``RATE_LIMIT_SIGNUP``);
 - writes (POST, PUT, PATCH, DELETE) of a known caller: by account; the legacy admin key is an
   operator's tool and is not counted.
 """
@@ -36,13 +37,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 CREDENTIALS = "credentials"
 PUBLIC = "public"
 WRITES = "writes"
+SIGNUP = "signup"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _ATTRIBUTE = "_tacso_rate_limit"
 _EXTENSION = "tacso_rate_limits"
 
 
 def rate_limited(category: str) -> Callable[[F], F]:
-    """Mark a view as limited by ``category`` (:data:`CREDENTIALS` or :data:`PUBLIC`)."""
+    """Mark a view as limited by ``category``: credentials, public or signup."""
 
     def decorate(view: F) -> F:
         setattr(view, _ATTRIBUTE, category)
@@ -72,6 +74,7 @@ class RateLimiter:
             CREDENTIALS: parse(settings.credentials),
             PUBLIC: parse(settings.public),
             WRITES: parse(settings.writes),
+            SIGNUP: parse(settings.signup),
         }
 
     def wait(self, category: str, key: str) -> int | None:
@@ -109,8 +112,8 @@ def install_rate_limits(app: Flask, settings: RateLimitSettings, service: str) -
         category = _limit_of_view(app)
         address = request.remote_addr or "unknown"
         wait: int | None = None
-        if category == CREDENTIALS:
-            wait = limiter.wait(CREDENTIALS, address)
+        if category in (CREDENTIALS, SIGNUP):
+            wait = limiter.wait(category, address)
         elif request.method in WRITE_METHODS or category == PUBLIC:
             caller = optional_caller()
             if caller is not None and request.method in WRITE_METHODS:

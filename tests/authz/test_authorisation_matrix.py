@@ -41,8 +41,9 @@ class Call:
     json: dict[str, Any] | None = None
     query: dict[str, str] | None = None
     form: dict[str, str] | None = None
-    #: A raw body (a bounce), sent as ``message/rfc822``.
+    #: A raw body (a bounce, a CSV list), sent as ``content_type``.
     raw: bytes | None = None
+    content_type: str = "message/rfc822"
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,40 @@ RULES: tuple[Rule, ...] = (
         ),
         everyone(400),
     ),
+    Rule(
+        "registry",
+        "post",
+        "/api/v1/signups",
+        (NONE,),
+        lambda w, c, s: Call(
+            "post",
+            "/api/v1/signups",
+            json={
+                **{k: v for k, v in _organisation_body(OWN).items() if k != "kind"},
+                "kind": "cso",
+                "consent_text_version": "signup-2026-11",
+                "consent": True,
+            },
+        ),
+        everyone(202),
+    ),
+    Rule(
+        "registry",
+        "post",
+        "/api/v1/organisations/import",
+        (OWN, OTHER_COUNTRY),
+        # Rows of another country are skipped with their reason (200), never imported.
+        lambda w, c, s: Call(
+            "post",
+            "/api/v1/organisations/import",
+            raw=(
+                "name;email;country\r\nMatrix CSO;"
+                f"{_organisation_body(s)['email']};{_country(s)}\r\n"
+            ).encode(),
+            content_type="text/csv",
+        ),
+        by_role(network_admin=200, country_editor=200),
+    ),
     # ---- events ----------------------------------------------------------------------------
     Rule(
         "events",
@@ -636,7 +671,7 @@ def send(world: World, service: str, call: Call, headers: dict[str, str]) -> Any
     """Send ``call`` to ``service``'s app with ``headers``."""
     client = world.clients[service]
     if call.raw is not None:
-        headers = {**headers, "Content-Type": "message/rfc822"}
+        headers = {**headers, "Content-Type": call.content_type}
     return client.open(
         call.path,
         method=call.method.upper(),

@@ -116,6 +116,7 @@ def test_two_gunicorn_workers_share_the_limit_through_redis(tmp_path: Path) -> N
         "RATE_LIMIT_STORAGE_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
         "RATE_LIMIT_NAMESPACE": f"test-{uuid.uuid4()}",
         "RATE_LIMIT_CREDENTIALS": "10/minute",
+        "RATE_LIMIT_SIGNUP": "3/hour",
     }
     log = open(tmp_path / "registry.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -139,6 +140,19 @@ def test_two_gunicorn_workers_share_the_limit_through_redis(tmp_path: Path) -> N
             # A new connection each time, so that both workers take requests.
             with requests.Session() as session:
                 responses.append(session.post(f"{base}{TOKEN}", data=BAD_GRANT, timeout=10))
+        signups = []
+        for i in range(6):
+            with requests.Session() as session:
+                body = {
+                    "name": "Udruženje",
+                    "kind": "cso",
+                    "country": "BA",
+                    "email": f"signup-{i}-{uuid.uuid4().hex[:6]}@example.org",
+                    "language": "bs",
+                    "consent_text_version": "signup-2026-11",
+                    "consent": True,
+                }
+                signups.append(session.post(f"{base}/api/v1/signups", json=body, timeout=10))
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -148,3 +162,6 @@ def test_two_gunicorn_workers_share_the_limit_through_redis(tmp_path: Path) -> N
     assert statuses.count(400) == 10, statuses
     assert statuses.count(429) == 6, statuses
     assert all(int(r.headers["Retry-After"]) >= 1 for r in responses if r.status_code == 429)
+    # Sign-ups have their own budget per address, shared by both workers too.
+    assert [r.status_code for r in signups] == [202] * 3 + [429] * 3
+    assert all(1 <= int(r.headers["Retry-After"]) <= 3600 for r in signups[3:])

@@ -49,6 +49,7 @@ LONG_RUNNING = (
     "notify-invitations",
     "notify-press-notices",
     "notify-registrations",
+    "notify-accounts",
 )
 # Variables the harness passes through to docker / docker-compose; everything else is set here,
 # so nothing from the caller's environment or a developer's .env leaks into the stack.
@@ -65,6 +66,7 @@ STATELESS = (
     "notify-invitations",
     "notify-press-notices",
     "notify-registrations",
+    "notify-accounts",
 )
 
 
@@ -481,6 +483,7 @@ SCRAPED = {
     "notify-invitations",
     "notify-press-notices",
     "notify-registrations",
+    "notify-accounts",
     "rabbitmq",
     "prometheus",
 }

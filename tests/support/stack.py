@@ -86,6 +86,7 @@ class Stack(ApiClient):
             # have tests of their own.
             "RATE_LIMIT_PUBLIC": "10000000/minute",
             "RATE_LIMIT_CREDENTIALS": "10000/minute",
+            "RATE_LIMIT_SIGNUP": "10000/minute",
             "LOG_LEVEL": "INFO",
             **(extra_env or {}),
         }

@@ -166,6 +166,7 @@ def build_world(workdir: Path, **env_overrides: str) -> Iterator[World]:
         # Webhook subscriptions in the matrix point at 127.0.0.1 over plain HTTP.
         "WEBHOOKS_ALLOW_HTTP": "true",
         "WEBHOOKS_ALLOW_PRIVATE": "true",
+        "RATE_LIMIT_SIGNUP": "10000/minute",
         **env_overrides,
     }
     registry_settings = load_registry_settings(

@@ -57,6 +57,13 @@ AUDIENCES: dict[MessageKind, Audience] = {
 }
 
 
+#: Kinds of account mail in the ledger (one mail per registry message, see ``account_mail``).
+SIGNUP_CONFIRMATION = "signup_confirmation"
+SIGNUP_KNOWN_ADDRESS = "signup_known_address"
+USER_INVITATION = "user_invitation"
+ACCOUNT_KINDS = (SIGNUP_CONFIRMATION, SIGNUP_KNOWN_ADDRESS, USER_INVITATION)
+
+
 @dataclass(frozen=True)
 class Recipient:
     """An organisation a message is addressed to."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
-from tacso_notify.domain import MessageKind
+from tacso_notify.domain import ACCOUNT_KINDS, MessageKind
 from tacso_notify.ledger import DeliveryFilter
 from tacso_notify.models import STATUSES
 from tacso_notify.webhooks import EVENT_TYPES
@@ -20,7 +20,9 @@ class DeliveryQuerySchema(Schema):
 
     event_id = fields.String()
     organisation_id = fields.String()
-    kind = fields.String(validate=validate.OneOf([k.value for k in MessageKind]))
+    kind = fields.String(
+        validate=validate.OneOf([k.value for k in MessageKind] + list(ACCOUNT_KINDS))
+    )
     status = fields.String(validate=validate.OneOf(STATUSES))
     page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     page_size = AsciiInteger(load_default=100, validate=validate.Range(min=1, max=1000))

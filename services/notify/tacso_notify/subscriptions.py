@@ -67,6 +67,8 @@ WEBHOOKS = BoundToSeveral(
         *(f"registration.{status}" for status in REGISTRATION_STATUSES),
     ),
 )
+#: Account mail (sign-up confirmations, invitations): ``account.signup.XX``, ``account.invited.XX``.
+ACCOUNTS = QueueFamily("notify.accounts", "account.*")
 
 #: Every kind of work of notify, by the short name a worker is started with.
 QUEUE_FAMILIES: dict[str, QueueFamily] = {
@@ -76,6 +78,7 @@ QUEUE_FAMILIES: dict[str, QueueFamily] = {
     "updates": UPDATES,
     "reminders": REMINDERS,
     "webhooks": WEBHOOKS,
+    "accounts": ACCOUNTS,
 }
 
 #: Which kind of mail each fan-out family's workers send (the families an operator's

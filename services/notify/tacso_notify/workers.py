@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 
+from tacso_notify.account_mail import AccountMailer, make_account_handler
 from tacso_notify.audience import RegistryDirectory
 from tacso_notify.bootstrap import Notify
 from tacso_notify.handlers import Dependencies, make_handler, warm_up
@@ -22,12 +23,13 @@ from tacso_notify.mirror import LifecycleStore
 from tacso_notify.registration_mail import make_registration_handler, warm_up_registrations
 from tacso_notify.rendering import RsvpLinks
 from tacso_notify.sending import SenderPool
-from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
+from tacso_notify.subscriptions import ACCOUNTS, QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_notify.webhooks import deliver_due, record_message
 from tacso_shared import correlation
 from tacso_shared.calendar import uid_domain
 from tacso_shared.consumer import Handler, QueueWorker
+from tacso_shared.contracts import load_data
 from tacso_shared.envelope import Envelope
 from tacso_shared.links import LinkSigner
 from tacso_shared.messaging import SyncPublisher
@@ -39,9 +41,12 @@ def build_worker(
     notify: Notify, queue: str, countries: Sequence[str] | None = None
 ) -> NotifyWorker | WebhookWorker:
     """A worker for one family (``invitations``, ``press_notices``, ``registrations``,
-    ``updates``, ``reminders``, or ``webhooks``), all countries or only ``countries``."""
+    ``updates``, ``reminders``, ``accounts`` or ``webhooks``), all countries or only
+    ``countries``."""
     if queue == "webhooks":
         return build_webhook_worker(notify, countries)
+    if queue == "accounts":
+        return build_account_worker(notify, countries)
     settings = notify.settings
     pool = SenderPool(
         lambda: SmtpMailer(settings.smtp),
@@ -102,12 +107,36 @@ def build_worker(
     return NotifyWorker(consumer, pool, warm, publisher.close)
 
 
+def build_account_worker(notify: Notify, countries: Sequence[str] | None = None) -> NotifyWorker:
+    """A worker of account mail: one SMTP connection, one mail per message."""
+    settings = notify.settings
+    mailer = SmtpMailer(settings.smtp)
+    stopping = threading.Event()
+    account_mailer = AccountMailer(
+        notify.sessions,
+        mailer,
+        settings.sender,
+        settings.sender.address.rpartition("@")[2] or "tacso.local",
+    )
+    consumer = QueueWorker(
+        settings.common.amqp_url,
+        ACCOUNTS.queues(countries),
+        make_account_handler(account_mailer),
+        retry_delays=settings.retry_delays,
+        prefetch=settings.prefetch,
+        stopping=stopping,
+        loader=load_data,
+    )
+    return NotifyWorker(consumer, None, lambda: None, mailer.close)
+
+
 @dataclass
 class NotifyWorker:
     """A queue consumer and the SMTP connections it sends through."""
 
     consumer: QueueWorker
-    pool: SenderPool
+    #: The fan-out's SMTP connections (account mail sends on one connection of its own).
+    pool: SenderPool | None
     warm_up: Callable[[], None]
     close_publisher: Callable[[], None]
 
@@ -117,7 +146,8 @@ class NotifyWorker:
         try:
             self.consumer.run()
         finally:
-            self.pool.close()
+            if self.pool is not None:
+                self.pool.close()
             self.close_publisher()
 
     def stop(self) -> None:

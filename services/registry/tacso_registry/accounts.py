@@ -22,7 +22,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from tacso_registry import signing
-from tacso_registry.models import Account, ApiKey, Organisation
+from tacso_registry.models import Account, ApiKey, Organisation, outbox
+from tacso_shared import outbox as outbox_ops
+from tacso_shared.contracts import UserInvited, envelope_of
 from tacso_shared.identity import (
     COUNTRY_EDITOR,
     ISSUER,
@@ -173,6 +175,56 @@ def invitation_token(session: Session, account: Account) -> str:
             "exp": now + timedelta(days=INVITATION_DAYS),
         },
     )
+
+
+#: The country an invitation of a person without an organisation travels under (routing only).
+NO_ORGANISATION_COUNTRY = "BA"
+
+
+def set_password_url(base_url: str, token: str) -> str:
+    """The page an invitation mail links to."""
+    return f"{base_url.rstrip('/')}/users/set-password/{token}"
+
+
+def announce_invitation(
+    session: Session,
+    account: Account,
+    token: str,
+    base_url: str,
+    correlation_id: str | None = None,
+) -> UserInvited:
+    """Ask notify (through the outbox, in this transaction) to mail the invitation's link.
+
+    The mail is in the language of the person's organisation (English without one).
+    """
+    organisation = (
+        session.get(Organisation, account.organisation_id) if account.organisation_id else None
+    )
+    message = UserInvited(
+        user_id=account.id,
+        email=account.email,
+        name=account.name,
+        language=organisation.language if organisation else "en",
+        country=organisation.country if organisation else NO_ORGANISATION_COUNTRY,
+        set_password_url=set_password_url(base_url, token),
+        expires_at=account.created_at + timedelta(days=INVITATION_DAYS),
+    )
+    outbox_ops.enqueue(
+        session, outbox, envelope_of(message, "/tacso/registry", account.id, correlation_id)
+    )
+    return message
+
+
+def check_invitation(session: Session, token: str) -> Account:
+    """The account a still-usable invitation names; :class:`BadCredentials` otherwise."""
+    try:
+        claims = signing.verify(session, token, INVITATION_AUDIENCE)
+    except jwt.PyJWTError as exc:
+        raise BadCredentials("the invitation is not valid") from exc
+    account = session.get(Account, str(claims["sub"]))
+    if account is None or account.disabled or claims.get("pwv") != _password_version(account):
+        raise BadCredentials("the invitation is not valid")
+    return account
 
 
 def accept_invitation(session: Session, token: str, password: str) -> Account:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 from sqlalchemy.exc import IntegrityError
 
@@ -191,13 +191,24 @@ class Users(MethodView):
     @blp.response(201, InvitedUserSchema)
     @blp.alt_response(409, description="Another account already uses this email")
     def post(self, data: dict[str, Any]) -> Any:
-        """Invite a person: an account whose owner sets the password with the invitation."""
+        """Invite a person: an account whose owner sets the password with the invitation.
+
+        The invitation is mailed (notify, in the language of the person's organisation) with
+        a link to registry's set-password page; the answer still carries its token.
+        """
         try:
             with transaction(_registry().sessions) as session:
                 account = accounts.create_account(
                     session, data["email"], data["name"], data["role"], data["organisation_id"]
                 )
                 token = accounts.invitation_token(session, account)
+                accounts.announce_invitation(
+                    session,
+                    account,
+                    token,
+                    _registry().public_url,
+                    request.headers.get("X-Correlation-ID"),
+                )
                 audit.record(
                     session,
                     audit_log,

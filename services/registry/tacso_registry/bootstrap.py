@@ -16,6 +16,7 @@ from tacso_shared.auth import Authentication
 from tacso_shared.config import CommonSettings
 from tacso_shared.db import make_engine, make_session_factory, migrate, transaction
 from tacso_shared.identity import Caller, KeySet, TokenVerifier, audience_of
+from tacso_shared.links import LinkSigner
 from tacso_shared.outbox import OutboxRelay
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -58,6 +59,15 @@ class Registry:
                 return accounts.api_key_caller(session, secret)
 
         return Authentication(self.settings.common.admin_api_key, verifier.verify, verify_api_key)
+
+    def link_signer(self) -> LinkSigner:
+        """Signs and checks the links of sign-up confirmations (``LINK_SIGNING_KEYS``)."""
+        return LinkSigner(self.settings.common.link_signing_keys)
+
+    @property
+    def public_url(self) -> str:
+        """Where people reach registry's pages (``REGISTRY_PUBLIC_URL``)."""
+        return self.settings.common.registry_public_url
 
     def relay(self) -> OutboxRelay:
         """The outbox relay for this database."""

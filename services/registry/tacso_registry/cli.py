@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import click
+from pathlib import Path
 
-from tacso_registry import accounts, signing
+import click
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from tacso_registry import accounts, importing, signing, signups
 from tacso_registry.app import create_app
 from tacso_registry.bootstrap import apply_migrations, bootstrap, load_settings
 from tacso_registry.models import audit_log
@@ -103,6 +108,71 @@ def keys_retire_cmd(kid: str) -> None:
     except signing.LastKey:
         raise click.ClickException(f"{kid} is the key that signs: rotate first") from None
     click.echo(f"registry: key {kid} retired")
+
+
+@cli.group("signups")
+def signups_group() -> None:
+    """Self-registrations awaiting confirmation."""
+
+
+@signups_group.command("purge")
+def signups_purge_cmd() -> None:
+    """Delete the sign-ups not confirmed within 7 days (run it daily; sign-ups also do it)."""
+    registry = bootstrap()
+    with transaction(registry.sessions) as session:
+        purged = signups.purge_expired(session)
+    click.echo(f"registry: purged {purged} expired sign-up(s)")
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check and report; write nothing.")
+@click.option(
+    "--country",
+    default=None,
+    help="Country of the rows that name none (two letters, e.g. BA).",
+)
+@click.option(
+    "--existing",
+    type=click.Choice(["skip", "update"]),
+    default="skip",
+    show_default=True,
+    help="What to do with a row whose address is registered already.",
+)
+@click.option("--quiet", is_flag=True, help="Only the counts, not the row-by-row table.")
+def import_cmd(file: Path, dry_run: bool, country: str | None, existing: str, quiet: bool) -> None:
+    """Import organisations from a CSV list (columns by header; see docs/operations.md)."""
+    registry = bootstrap()
+    console = Console(stderr=True)
+    data = file.read_bytes()
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("checking rows", total=max(1, data.count(b"\n")))
+            with transaction(registry.sessions) as session:
+                report = importing.import_organisations(
+                    session,
+                    data,
+                    dry_run=dry_run,
+                    existing=existing,
+                    default_country=country.upper() if country else None,
+                    progress=lambda n: bar.advance(task, n),
+                )
+                bar.update(task, description="writing")
+    except importing.ImportRefused as exc:
+        raise click.ClickException(f"{exc.field}: {exc.reason}") from None
+    out = Console()
+    if not quiet:
+        table = Table(title=f"{file.name} ({report.encoding})")
+        for column in ("line", "outcome", "email", "reason"):
+            table.add_column(column)
+        for row in report.rows:
+            table.add_row(str(row.line), row.outcome, row.email or "", row.reason or "")
+        out.print(table)
+    prefix = "dry run: would have " if dry_run else ""
+    out.print(
+        f"registry: {prefix}created {report.created}, updated {report.updated}, "
+        f"skipped {report.skipped}"
+    )
 
 
 add_audit_purge(cli, load_settings, audit_log)

@@ -108,6 +108,51 @@ class SigningKey(Base):
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class Signup(Base):
+    """A self-registration or an imported row, and the consent it was given with.
+
+    A self-registration waits here (``pending``) until its confirmation link is used; only then
+    does the organisation exist (so it is in no audience before). An unconfirmed one expires.
+    The consent fields stay after confirmation as the record of how the organisation's address
+    came to be on the list (basis, source, text version, time) until registry keeps consents in
+    a table of their own.
+    """
+
+    __tablename__ = "signups"
+    __table_args__ = (
+        sa.Index("ix_signups_email_status", "email", "status"),
+        sa.Index("ix_signups_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    #: ``pending``, ``confirmed`` (self-registration) or ``imported``.
+    status: Mapped[str] = mapped_column(sa.String(16))
+    email: Mapped[str] = mapped_column(sa.String(254))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    country: Mapped[str] = mapped_column(sa.String(2))
+    language: Mapped[str] = mapped_column(sa.String(8))
+    #: Topic slugs separated by commas.
+    topics: Mapped[str] = mapped_column(sa.Text, default="")
+    #: ``consent`` or ``legitimate_interest``.
+    consent_basis: Mapped[str] = mapped_column(sa.String(32))
+    #: ``self_registration`` or ``import``.
+    consent_source: Mapped[str] = mapped_column(sa.String(32))
+    consent_text_version: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    #: When the consent took effect: the confirmation (self-registration) or the import.
+    consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    organisation_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    @property
+    def topic_list(self) -> list[str]:
+        return [t for t in self.topics.split(",") if t]
+
+
 outbox = outbox_table(Base.metadata)
 
 audit_log = audit_table(Base.metadata)

@@ -283,3 +283,98 @@ class CallerSchema(Schema):
     organisation_id = fields.String(required=True, allow_none=True)
     countries = fields.List(fields.String(), required=True)
     via = fields.String(required=True)
+
+
+# ---- self-registration and import ----------------------------------------------------------
+class SignupCreateSchema(Schema):
+    """A self-registration: a CSO or media outlet asks to join (double opt-in)."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    kind = fields.String(required=True, validate=validate.OneOf(["cso", "media"]))
+    country = fields.String(required=True, validate=validate.OneOf(sorted(COUNTRIES)))
+    email = EmailAddressField(required=True, lower_case=True)
+    language = fields.String(required=True, validate=validate.OneOf(sorted(LANGUAGES)))
+    topics = fields.List(fields.String(validate=validate.OneOf(sorted(TOPICS))), load_default=list)
+    consent_text_version = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "The version of the consent text the person was shown."},
+    )
+    consent = fields.Boolean(
+        required=True,
+        metadata={"description": "Must be true: the person agrees to receive the network's mail."},
+    )
+
+    @validates("name")
+    def _name_not_blank(self, value: str, **_: Any) -> None:
+        if not value.strip():
+            raise ValidationError("Must not be blank.")
+
+    @validates("name", "consent_text_version")
+    def _no_control_characters(self, value: str, **_: Any) -> None:
+        # The form posts outside the JSON reader, which refuses these for the API already.
+        if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
+            raise ValidationError("Must not contain control characters.")
+
+    @validates("consent")
+    def _consent_given(self, value: bool, **_: Any) -> None:
+        if value is not True:
+            raise ValidationError("Consent is required to sign up.")
+
+    @post_load
+    def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data["name"] = data["name"].strip()
+        data["topics"] = sorted(set(data["topics"]))
+        return data
+
+
+class SignupAcceptedSchema(Schema):
+    """The answer to every well-formed sign-up (the same whether the address is known or not)."""
+
+    status = fields.String(required=True, metadata={"description": "Always `accepted`."})
+    message = fields.String(required=True)
+
+
+class ImportQuerySchema(Schema):
+    """Options of an import."""
+
+    dry_run = fields.Boolean(
+        load_default=False, metadata={"description": "Report what would happen; write nothing."}
+    )
+    existing = fields.String(
+        load_default="skip",
+        validate=validate.OneOf(["skip", "update"]),
+        metadata={
+            "description": "What to do with a row whose address an organisation has already: "
+            "`skip` it (default) or `update` that organisation's name, language and topics."
+        },
+    )
+
+
+class ImportRowSchema(Schema):
+    """What happened to one row of an import."""
+
+    line = fields.Integer(required=True, metadata={"description": "Line in the file (1: header)."})
+    outcome = fields.String(
+        required=True, metadata={"description": "`created`, `updated` or `skipped`."}
+    )
+    email = fields.String(allow_none=True, required=True)
+    reason = fields.String(allow_none=True, required=True)
+    organisation_id = fields.String(allow_none=True, required=True)
+
+
+class ImportReportSchema(Schema):
+    """The report of an import: counts and every row."""
+
+    dry_run = fields.Boolean(required=True)
+    encoding = fields.String(required=True)
+    columns = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "Which header of the file each field was read from."},
+    )
+    created = fields.Integer(required=True)
+    updated = fields.Integer(required=True)
+    skipped = fields.Integer(required=True)
+    rows = fields.List(fields.Nested(ImportRowSchema), required=True)
