@@ -134,25 +134,60 @@ def set_preferences(
     return True
 
 
-def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
-    """``value`` (a JSON document) with every string that contains a secret replaced."""
+#: Keys of a profile document that hold personal data, whatever their value.
+PERSONAL_KEYS = frozenset({"name", "email", "email_ascii", "contacts"})
+
+
+def _redact(value: Any, secrets: tuple[str, ...], keys: frozenset[str] = frozenset()) -> Any:
+    """``value`` (a JSON document) with every string that contains a secret replaced, and the
+    values under ``keys`` replaced whatever they are."""
     if isinstance(value, str):
         lowered = value.lower()
         return REDACTED if any(s in lowered for s in secrets) else value
     if isinstance(value, list):
-        return [_redact(item, secrets) for item in value]
+        return [_redact(item, secrets, keys) for item in value]
     if isinstance(value, dict):
-        return {key: _redact(item, secrets) for key, item in value.items()}
+        return {
+            key: REDACTED if key in keys and item else _redact(item, secrets, keys)
+            for key, item in value.items()
+        }
     return value
 
 
-def _redact_text(text: str | None, secrets: tuple[str, ...]) -> str | None:
+def _personal_in(document: Any) -> set[str]:
+    """The strings under personal keys of a profile document (earlier names and addresses)."""
+    found: set[str] = set()
+    if isinstance(document, dict):
+        for key, item in document.items():
+            if key in PERSONAL_KEYS and isinstance(item, str):
+                found.add(item.lower())
+            elif key in PERSONAL_KEYS or isinstance(item, dict | list):
+                found |= _personal_in(item)
+    elif isinstance(document, list):
+        for item in document:
+            if isinstance(item, str):
+                found.add(item.lower())
+            else:
+                found |= _personal_in(item)
+    return found
+
+
+def _load(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return json.dumps(_redact(json.loads(text), secrets), ensure_ascii=False, sort_keys=True)
+        return json.loads(text)
     except ValueError:
         return REDACTED
+
+
+def _redact_text(
+    text: str | None, secrets: tuple[str, ...], keys: frozenset[str] = frozenset()
+) -> str | None:
+    if text is None:
+        return None
+    document = _load(text)
+    return json.dumps(_redact(document, secrets, keys), ensure_ascii=False, sort_keys=True)
 
 
 def personal_values(org: Organisation) -> tuple[str, ...]:
@@ -218,6 +253,14 @@ def _redact_kept_documents(
     session: Session, organisation_id: str, secrets: tuple[str, ...]
 ) -> None:
     """Redact audit entries about the organisation (or naming its data) and its outbox copies."""
+    own = session.execute(
+        sa.select(audit_log.c.before, audit_log.c.after).where(
+            audit_log.c.resource_type == "organisation",
+            audit_log.c.resource_id == organisation_id,
+        )
+    ).all()
+    earlier = {value for row in own for text in row for value in _personal_in(_load(text))}
+    secrets = tuple(sorted(set(secrets) | {v for v in earlier if len(v) >= 3}))
     if not secrets:
         return
     mentions = sa.or_(
@@ -236,7 +279,10 @@ def _redact_kept_documents(
         session.execute(
             audit_log.update()
             .where(audit_log.c.id == entry_id)
-            .values(before=_redact_text(before, secrets), after=_redact_text(after, secrets))
+            .values(
+                before=_redact_text(before, secrets, PERSONAL_KEYS),
+                after=_redact_text(after, secrets, PERSONAL_KEYS),
+            )
         )
     rows = session.execute(
         sa.select(outbox.c.id, outbox.c.body).where(
