@@ -134,12 +134,12 @@ def _fresh_org(world: World, caller: str, scope: str) -> str:
         return org.id
 
 
-_ORG_CHANGE = {
+_ORG_CHANGE: dict[str, int | dict[str, int]] = {
     "network_admin": 200,
     "country_editor": {OWN: 200, OTHER_ORG: 200, OTHER_COUNTRY: 403},
     "organisation_member": {OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 403},
 }
-_ORG_ADMINISTER = {
+_ORG_ADMINISTER: dict[str, int | dict[str, int]] = {
     "network_admin": 200,
     "country_editor": {OTHER_ORG: 200, OTHER_COUNTRY: 403},
 }

@@ -417,9 +417,9 @@ class TestPreferences:
             headers=admin,
         )
 
-        youth = {"topic": ["youth"], "event_topic": ["youth"]}
-        environment = {"topic": ["environment"], "event_topic": ["environment"]}
-        both = {"topic": ["youth", "environment"], "event_topic": ["youth", "environment"]}
+        youth: dict[str, Any] = {"topic": ["youth"], "event_topic": ["youth"]}
+        environment: dict[str, Any] = {"topic": ["environment"], "event_topic": ["environment"]}
+        both: dict[str, Any] = {"topic": ["youth", "environment"], "event_topic": ["youth", "environment"]}
         assert org["id"] not in audience(api, admin, **youth)
         assert org["id"] in audience(api, admin, **environment)
         assert org["id"] in audience(api, admin, **both)
