@@ -134,15 +134,12 @@ def _fresh_org(world: World, caller: str, scope: str) -> str:
         return org.id
 
 
-_ORG_CHANGE: dict[str, int | dict[str, int]] = {
-    "network_admin": 200,
-    "country_editor": {OWN: 200, OTHER_ORG: 200, OTHER_COUNTRY: 403},
-    "organisation_member": {OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 403},
-}
-_ORG_ADMINISTER: dict[str, int | dict[str, int]] = {
-    "network_admin": 200,
-    "country_editor": {OTHER_ORG: 200, OTHER_COUNTRY: 403},
-}
+_ORG_CHANGE = by_role(
+    network_admin=200,
+    country_editor={OWN: 200, OTHER_ORG: 200, OTHER_COUNTRY: 403},
+    organisation_member={OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 403},
+)
+_ORG_ADMINISTER = by_role(network_admin=200, country_editor={OTHER_ORG: 200, OTHER_COUNTRY: 403})
 _FRESH_SCOPES = (OTHER_ORG, OTHER_COUNTRY)
 
 
@@ -202,7 +199,7 @@ RULES: tuple[Rule, ...] = (
         (OWN, OTHER_ORG, OTHER_COUNTRY),
         # Its own name again: a patch that changes nothing, so the world stays as it is.
         lambda w, c, s: Call("patch", _org_path(w, c, s), json={"name": _target_org(w, c, s).name}),
-        by_role(**_ORG_CHANGE),
+        _ORG_CHANGE,
     ),
     Rule(
         "registry",
@@ -218,7 +215,7 @@ RULES: tuple[Rule, ...] = (
         "/api/v1/organisations/{organisation_id}/deactivate",
         _FRESH_SCOPES,
         lambda w, c, s: Call("post", f"/api/v1/organisations/{_fresh_org(w, c, s)}/deactivate"),
-        by_role(**_ORG_ADMINISTER),
+        _ORG_ADMINISTER,
     ),
     Rule(
         "registry",
@@ -226,7 +223,7 @@ RULES: tuple[Rule, ...] = (
         "/api/v1/organisations/{organisation_id}/activate",
         _FRESH_SCOPES,
         lambda w, c, s: Call("post", f"/api/v1/organisations/{_fresh_org(w, c, s)}/activate"),
-        by_role(**_ORG_ADMINISTER),
+        _ORG_ADMINISTER,
     ),
     Rule(
         "registry",
@@ -234,7 +231,7 @@ RULES: tuple[Rule, ...] = (
         "/api/v1/organisations/{organisation_id}/preferences",
         (OWN, OTHER_ORG, OTHER_COUNTRY),
         lambda w, c, s: Call("get", _org_path(w, c, s, "/preferences")),
-        by_role(**_ORG_CHANGE),
+        _ORG_CHANGE,
     ),
     Rule(
         "registry",
@@ -243,7 +240,7 @@ RULES: tuple[Rule, ...] = (
         (OWN, OTHER_ORG, OTHER_COUNTRY),
         # Everything wanted: what every organisation of the world has already.
         lambda w, c, s: Call("put", _org_path(w, c, s, "/preferences"), json={"all": True}),
-        by_role(**_ORG_CHANGE),
+        _ORG_CHANGE,
     ),
     Rule(
         "registry",

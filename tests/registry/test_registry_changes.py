@@ -419,7 +419,10 @@ class TestPreferences:
 
         youth: dict[str, Any] = {"topic": ["youth"], "event_topic": ["youth"]}
         environment: dict[str, Any] = {"topic": ["environment"], "event_topic": ["environment"]}
-        both: dict[str, Any] = {"topic": ["youth", "environment"], "event_topic": ["youth", "environment"]}
+        both: dict[str, Any] = {
+            "topic": ["youth", "environment"],
+            "event_topic": ["youth", "environment"],
+        }
         assert org["id"] not in audience(api, admin, **youth)
         assert org["id"] in audience(api, admin, **environment)
         assert org["id"] in audience(api, admin, **both)
