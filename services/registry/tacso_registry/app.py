@@ -9,6 +9,7 @@ from tacso_registry.auth_api import blp as credentials_blp
 from tacso_registry.auth_api import well_known
 from tacso_registry.bootstrap import Registry, bootstrap
 from tacso_registry.models import audit_log
+from tacso_registry.pages import pages
 from tacso_shared.audit_api import audit_blueprint
 from tacso_shared.auth import install_authentication
 from tacso_shared.ratelimit import install_rate_limits
@@ -27,5 +28,6 @@ def create_app(registry: Registry | None = None) -> Flask:
     api.register_blueprint(credentials_blp)
     api.register_blueprint(well_known)
     api.register_blueprint(audit_blueprint(audit_log, lambda: registry.sessions))
+    app.register_blueprint(pages)
     add_health(app, registry.engine)
     return app
