@@ -74,7 +74,8 @@ SETUP: tuple[Process, ...] = (
     Process("notify-migrate", "notify", ("tacso-notify", "migrate"), "migrate"),
 )
 
-#: The long-running processes: three APIs, two outbox relays, two notify workers.
+#: The long-running processes: three APIs, two outbox relays, notify's mail workers and its
+#: worker of registry's changes (erasures).
 PROCESSES: tuple[Process, ...] = (
     _api("registry"),
     _api("events"),
@@ -83,6 +84,7 @@ PROCESSES: tuple[Process, ...] = (
     _relay("events"),
     _worker("invitations"),
     _worker("press_notices"),
+    _worker("registry"),
 )
 
 #: Third-party services a deployment needs besides our processes (not in the manifest).

@@ -21,12 +21,29 @@ class AudienceUnavailable(Exception):
 class Directory(Protocol):
     """Lists the organisations an event's mail goes to."""
 
-    def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
-        """Yield pages of ``kind`` organisations in ``country`` (any of ``topics``; all if none)."""
+    def pages(
+        self,
+        country: str,
+        kind: str,
+        topics: Sequence[str],
+        *,
+        mail_kind: str | None = None,
+        event_topics: Sequence[str] = (),
+    ) -> Iterator[list[Recipient]]:
+        """Yield pages of ``kind`` organisations in ``country`` (any of ``topics``; all if none)
+        that want ``mail_kind`` about an event on ``event_topics``."""
         ...
 
     def page(
-        self, country: str, kind: str, topics: Sequence[str], after: str | None, size: int
+        self,
+        country: str,
+        kind: str,
+        topics: Sequence[str],
+        after: str | None,
+        size: int,
+        *,
+        mail_kind: str | None = None,
+        event_topics: Sequence[str] = (),
     ) -> tuple[list[Recipient], str | None]:
         """One page of that audience after the keyset cursor ``after``, and the next cursor."""
         ...
@@ -79,7 +96,15 @@ class RegistryDirectory:
         return body
 
     def page(
-        self, country: str, kind: str, topics: Sequence[str], after: str | None, size: int
+        self,
+        country: str,
+        kind: str,
+        topics: Sequence[str],
+        after: str | None,
+        size: int,
+        *,
+        mail_kind: str | None = None,
+        event_topics: Sequence[str] = (),
     ) -> tuple[list[Recipient], str | None]:
         params: dict[str, Any] = {
             "country": country,
@@ -87,6 +112,12 @@ class RegistryDirectory:
             "mailing_consent": "true",
             "page_size": min(size, self.page_size),
         }
+        if mail_kind is not None:
+            # registry leaves out the inactive, those without a basis and those who opted out
+            # (of everything, this kind, or the event's topics) as it reads the page.
+            params["mail_kind"] = mail_kind
+            if event_topics:
+                params["event_topic"] = list(event_topics)
         if topics:
             params["topic"] = list(topics)
         if after is not None:
@@ -94,11 +125,21 @@ class RegistryDirectory:
         body = self._get(params)
         return [_recipient(o) for o in body["items"]], body.get("next_after") or None
 
-    def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
+    def pages(
+        self,
+        country: str,
+        kind: str,
+        topics: Sequence[str],
+        *,
+        mail_kind: str | None = None,
+        event_topics: Sequence[str] = (),
+    ) -> Iterator[list[Recipient]]:
         # A small first page gets the first mail out sooner; then full pages.
         size, after = FIRST_PAGE_SIZE, None
         while True:
-            page, after = self.page(country, kind, topics, after, size)
+            page, after = self.page(
+                country, kind, topics, after, size, mail_kind=mail_kind, event_topics=event_topics
+            )
             if page:
                 yield page
             if after is None:

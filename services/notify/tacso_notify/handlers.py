@@ -313,8 +313,16 @@ def fan_out_page(
     audience = AUDIENCES[kind]
     topics = list(event.topics) if audience.match_topics else []
     size = FIRST_PAGE_SIZE if task.number == 1 else DEFAULT_PAGE_SIZE
+    # Read from registry just before this page is sent: whoever opted out (or was deactivated,
+    # or erased) by now is not on it. The guarantee is per page (docs/architecture.md).
     page, next_after = deps.directory.page(
-        event.country, audience.organisation_kind, topics, task.after, size
+        event.country,
+        audience.organisation_kind,
+        topics,
+        task.after,
+        size,
+        mail_kind=kind.value,
+        event_topics=tuple(event.topics or ()),
     )
     if next_after is not None and deps.ledger.continuation_due(task.chain, next_after):
         try:
@@ -352,7 +360,14 @@ def fan_out(event: EventPublished, kind: MessageKind, deps: Dependencies) -> Fan
     held = 0
     deps.pool.resume()
     try:
-        for page in deps.directory.pages(event.country, audience.organisation_kind, topics):
+        pages = deps.directory.pages(
+            event.country,
+            audience.organisation_kind,
+            topics,
+            mail_kind=kind.value,
+            event_topics=tuple(event.topics or ()),
+        )
+        for page in pages:
             held += _send_page(event, kind, page, prepared, deps, progress)
             if progress.transient_reason or deps.stopping.is_set():
                 break

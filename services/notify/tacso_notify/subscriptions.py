@@ -23,6 +23,12 @@ QUEUE_FAMILIES: dict[str, QueueFamily] = {
     "press_notices": PRESS_NOTICES,
 }
 
+#: What registry tells notify about organisations: erasures (the ledger is redacted).
+REGISTRY_CHANGES = QueueFamily("notify.registry", "organisation.erased")
+
+#: Families of changes (not mail) a worker may take, by the name it is started with.
+CHANGE_FAMILIES: dict[str, QueueFamily] = {"registry": REGISTRY_CHANGES}
+
 #: Which kind of mail each family's workers send.
 QUEUE_KINDS: dict[str, MessageKind] = {
     "invitations": MessageKind.INVITATION,
@@ -39,5 +45,9 @@ def declare_subscriptions(
         declare_topology(
             connection,
             retry_delays,
-            [q for family in QUEUE_FAMILIES.values() for q in family.queues()],
+            [
+                q
+                for family in (*QUEUE_FAMILIES.values(), *CHANGE_FAMILIES.values())
+                for q in family.queues()
+            ],
         )

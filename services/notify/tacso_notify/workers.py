@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from tacso_notify.audience import RegistryDirectory
 from tacso_notify.bootstrap import Notify
+from tacso_notify.erasure import make_erasure_handler
 from tacso_notify.handlers import Dependencies, make_handler, warm_up
 from tacso_notify.mailer import SmtpMailer
 from tacso_notify.sending import SenderPool
-from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
+from tacso_notify.subscriptions import CHANGE_FAMILIES, QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_shared import correlation
 from tacso_shared.consumer import QueueWorker
@@ -24,9 +25,11 @@ from tacso_shared.messaging import SyncPublisher
 def build_worker(
     notify: Notify, queue: str, countries: Sequence[str] | None = None
 ) -> NotifyWorker:
-    """A worker for one kind of mail (``invitations`` or ``press_notices``), all countries or
-    only ``countries``."""
+    """A worker for one kind of mail (``invitations`` or ``press_notices``), or for registry's
+    changes (``registry``), all countries or only ``countries``."""
     settings = notify.settings
+    if queue in CHANGE_FAMILIES:
+        return build_registry_worker(notify, countries)
     pool = SenderPool(
         lambda: SmtpMailer(settings.smtp),
         connections=settings.smtp_connections,
@@ -64,6 +67,21 @@ def build_worker(
         loader=load_message,
     )
     return NotifyWorker(consumer, pool, lambda: warm_up(QUEUE_KINDS[queue], deps), publisher.close)
+
+
+def build_registry_worker(notify: Notify, countries: Sequence[str] | None = None) -> NotifyWorker:
+    """The worker of registry's changes: redacts the ledger when an organisation is erased."""
+    settings = notify.settings
+    consumer = QueueWorker(
+        settings.common.amqp_url,
+        CHANGE_FAMILIES["registry"].queues(countries),
+        make_erasure_handler(notify.sessions),
+        retry_delays=settings.retry_delays,
+        prefetch=settings.prefetch,
+    )
+    # It sends no mail: an SMTP pool that is never used opens no connection.
+    pool = SenderPool(lambda: SmtpMailer(settings.smtp), connections=1)
+    return NotifyWorker(consumer, pool, lambda: None, lambda: None)
 
 
 @dataclass
