@@ -23,6 +23,7 @@ from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import PreparedMessage, prepare_message
 from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
 from tacso_notify.tasks import PageTask
+from tacso_notify.unsubscribe import UnsubscribeLinks
 from tacso_shared import correlation, metrics
 from tacso_shared.consumer import Handler, Requeue, TransientError
 from tacso_shared.contracts import EVENT_PUBLISHED, EventPublished, load_data
@@ -104,6 +105,8 @@ class Dependencies:
     hand_on: Callable[[PageTask], None] | None = None
     #: Messages rendered for recent (event, revision, kind): pages of one event reuse them.
     prepared: dict[RenderKey, PreparedMessage] = field(default_factory=dict)
+    #: Makes each recipient's unsubscribe headers and preferences link (none: no such links).
+    links: UnsubscribeLinks | None = None
 
 
 class _Progress:
@@ -277,7 +280,9 @@ def _rendered(
         key = (event.event_id, event.revision, kind.value, language_of(language), cid)
         message = cache.get(key)
         if message is None:
-            message = prepare_message(event, kind, deps.sender, deps.domain, key[3], cid)
+            message = prepare_message(
+                event, kind, deps.sender, deps.domain, key[3], cid, links=deps.links
+            )
             if len(cache) >= PREPARED_CACHE_SIZE:
                 cache.pop(next(iter(cache)))
             cache[key] = message
@@ -411,7 +416,7 @@ def warm_up(kind: MessageKind, deps: Dependencies) -> None:
     """
     envelope = Envelope(type=EVENT_PUBLISHED, source="/tacso/notify/warm-up", data=_SAMPLE_EVENT)
     event = load_data(envelope)
-    prepared = prepare_message(event, kind, deps.sender, deps.domain)
+    prepared = prepare_message(event, kind, deps.sender, deps.domain, links=deps.links)
     prepared.for_recipient(Recipient("warm-up", "Warm-up", "warm-up@example.org"))
 
 

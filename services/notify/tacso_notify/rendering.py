@@ -42,6 +42,7 @@ from tacso_notify.i18n import (
     language_of,
     translations,
 )
+from tacso_notify.unsubscribe import UnsubscribeLinks
 from tacso_shared import correlation
 from tacso_shared.contracts import EventPublished, Venue
 from tacso_shared.vocabulary import COUNTRIES, EVENT_TYPES, TOPICS
@@ -74,15 +75,25 @@ _MAILBOX = re.compile(r"[^\s<>()\[\],;:\\\"@]+@[^\s<>()\[\],;:\\\"@]+")
 # digits only so neither autoescaping nor any header/body encoding alters them.
 _TEXT_TOKEN = f"TACSO{secrets.token_hex(12)}TEXTNAME"
 _HTML_TOKEN = f"TACSO{secrets.token_hex(12)}HTMLNAME"
+# The recipient's preferences link (text and HTML alike: a signed token needs no escaping).
+_LINK_TOKEN = f"TACSO{secrets.token_hex(12)}PREFLINK"
 _TEXT_TOKEN_BYTES = _TEXT_TOKEN.encode("ascii")
-_TOKENS = re.compile(b"(" + _TEXT_TOKEN_BYTES + b"|" + _HTML_TOKEN.encode("ascii") + b")")
+_HTML_TOKEN_BYTES = _HTML_TOKEN.encode("ascii")
+_TOKENS = re.compile(
+    b"(" + _TEXT_TOKEN_BYTES + b"|" + _HTML_TOKEN_BYTES + b"|" + _LINK_TOKEN.encode("ascii") + b")"
+)
+_SLOTS = {_TEXT_TOKEN_BYTES: 0, _HTML_TOKEN_BYTES: 1}
+# The longest a preferences URL may add to a line over its placeholder (base URL + token).
+_LINK_ALLOWANCE = 400
 
 
 class PreparedMessage:
     """A message rendered once per (event, kind); personalised cheaply per recipient."""
 
     __slots__ = (
+        "_expires_at",
         "_id_suffix",
+        "_links",
         "_segments",
         "_slots",
         "_slow",
@@ -111,12 +122,14 @@ class PreparedMessage:
         segments: Sequence[bytes] = (b"",),
         slots: Sequence[int] = (),
         slow: _Parts | None = None,
+        links: UnsubscribeLinks | None = None,
     ) -> None:
         """Hold the flattened message split at the greeting placeholders (see ``prepare_message``).
 
         ``slots[i]`` says which name goes between ``segments[i]`` and ``segments[i + 1]``: 0 the
-        plain one (text part), 1 the HTML-escaped one. With ``slow`` the message is instead
-        assembled per recipient from those parts.
+        plain one (text part), 1 the HTML-escaped one, 2 the preferences link. With ``slow`` the
+        message is instead assembled per recipient from those parts. With ``links`` every copy
+        carries its recipient's ``List-Unsubscribe`` headers and preferences link.
         """
         self.kind = kind
         self.subject = subject
@@ -127,6 +140,8 @@ class PreparedMessage:
         self._segments = tuple(segments)
         self._slots = tuple(slots)
         self._slow = slow
+        self._links = links
+        self._expires_at = links.expiry() if links is not None else None
 
     def for_recipient(self, recipient: Recipient, address: SmtpAddress | None = None) -> bytes:
         """The full RFC 5322 message for ``recipient``, CRLF line endings, ready for SMTP.
@@ -148,20 +163,31 @@ class PreparedMessage:
             + _ascii_header_value(recipient.organisation_id)
             + b"\r\n"
         )
+        preferences = ""
+        if self._links is not None and self._expires_at is not None:
+            links = self._links
+            token = links.token(recipient.organisation_id, recipient.language, self._expires_at)
+            preferences = links.preferences_url(token)
+            head += (
+                b"List-Unsubscribe: <"
+                + links.unsubscribe_url(token).encode("ascii")
+                + b">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            )
         name = name or recipient.email
         if len(name) > _GREETING_WRAP:
             name = textwrap.fill(name, 76, break_long_words=True)
         escaped = html.escape(name)
         if self._slow is not None:
             parts = self._slow
-            text = parts.text.replace(_TEXT_TOKEN, name)
-            body = parts.html.replace(_HTML_TOKEN, escaped)
+            text = parts.text.replace(_TEXT_TOKEN, name).replace(_LINK_TOKEN, preferences)
+            body = parts.html.replace(_HTML_TOKEN, escaped).replace(_LINK_TOKEN, preferences)
             message = _assemble(parts.headers, text, body, cte=None, calendar=parts.calendar)
             return head + message.as_bytes(policy=SMTP)
         # The spliced name lands in a CRLF message: its own line breaks must be CRLF too.
         values = (
             name.replace("\n", "\r\n").encode("utf-8"),
             escaped.replace("\n", "\r\n").encode("utf-8"),
+            preferences.encode("ascii"),
         )
         segments = self._segments
         out = [head, segments[0]]
@@ -240,17 +266,24 @@ def prepare_message(
     domain: str = "tacso.local",
     language: str = DEFAULT_LANGUAGE,
     correlation_id: str | None = None,
+    links: UnsubscribeLinks | None = None,
 ) -> PreparedMessage:
     """Render ``kind`` for ``event`` in ``language`` once; ``for_recipient`` personalises it.
 
     ``correlation_id``: the id of the request that published the event, set as
     ``X-Correlation-ID`` on every copy so a mail can be traced back through the logs.
+    ``links``: each copy gets its recipient's unsubscribe headers and preferences link.
     """
     kind = MessageKind(kind)
     language = language_of(language)
     title = " ".join(event.text_in(language).title.split())
     subject = gettext_for(language, _SUBJECTS[kind]) % {"title": title}
-    context = {**_context(event, language), "subject": subject, "lang": language}
+    context = {
+        **_context(event, language),
+        "subject": subject,
+        "lang": language,
+        "preferences_url": _LINK_TOKEN if links is not None else None,
+    }
     environment = _environment(language)
     text = environment.get_template(f"{kind.value}.txt").render(context)
     body = environment.get_template(f"{kind.value}.html").render(context)
@@ -280,14 +313,16 @@ def prepare_message(
         event_id=str(event.event_id),
         revision=int(event.revision),
         domain=domain,
+        links=links,
     )
     flat = _assemble(template, text, body, cte="8bit", calendar=calendar).as_bytes(policy=SMTP)
-    if max(len(line) for line in flat.split(b"\r\n")) > _MAX_LINE:
+    allowance = _LINK_ALLOWANCE if links is not None else 0
+    if max(len(line) for line in flat.split(b"\r\n")) > _MAX_LINE - allowance:
         # A pathological line (a huge URL, say) cannot go as 8bit; let the email package pick
         # quoted-printable or base64 and pay for a full flatten per recipient instead.
         return prepared(slow=parts)
     pieces = _TOKENS.split(flat)
-    slots = [0 if token == _TEXT_TOKEN_BYTES else 1 for token in pieces[1::2]]
+    slots = [_SLOTS.get(token, 2) for token in pieces[1::2]]
     return prepared(segments=pieces[0::2], slots=slots)
 
 

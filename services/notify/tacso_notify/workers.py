@@ -17,8 +17,10 @@ from tacso_notify.mailer import SmtpMailer
 from tacso_notify.sending import SenderPool
 from tacso_notify.subscriptions import CHANGE_FAMILIES, QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
+from tacso_notify.unsubscribe import UnsubscribeLinks
 from tacso_shared import correlation
 from tacso_shared.consumer import QueueWorker
+from tacso_shared.links import LinkSigner
 from tacso_shared.messaging import SyncPublisher
 
 
@@ -56,6 +58,9 @@ def build_worker(
         lease_seconds=settings.lease_seconds,
         stopping=stopping,
         hand_on=hand_on,
+        links=UnsubscribeLinks(
+            LinkSigner(settings.common.link_signing_keys), settings.common.registry_public_url
+        ),
     )
     consumer = QueueWorker(
         settings.common.amqp_url,
