@@ -496,3 +496,28 @@ def test_existing_organisations_get_a_consent_record_from_the_migration(tmp_path
     engine.dispose()
     assert [tuple(r) for r in records] == [("yes", "legitimate_interest", "api", "migration-0004")]
     assert {tuple(r) for r in active} == {(1, 0)}
+
+
+def test_published_erasure_messages_lose_their_addresses(
+    registry: Registry, client: FlaskClient, admin: dict[str, str], register: Any
+) -> None:
+    """Once the relay published ``organisation.erased``, the outbox copy keeps no address."""
+    from click.testing import CliRunner
+
+    from tacso_registry.cli import cli
+
+    org = register(email="gone@example.org")
+    client.delete(f"{ORGANISATIONS}/{org['id']}", headers=admin)
+    with registry.engine.begin() as conn:
+        conn.execute(outbox.update().values(published_at=sa.func.now()))
+    env = {
+        "REGISTRY_DATABASE_URL": str(registry.engine.url),
+        "ADMIN_API_KEY": "test-admin-key",
+    }
+
+    result = CliRunner().invoke(cli, ["redact-erasures"], env=env, catch_exceptions=False)
+
+    assert "1 published erasure message(s) redacted" in result.output
+    with registry.engine.connect() as conn:
+        bodies = conn.execute(sa.select(outbox.c.body)).scalars().all()
+    assert not any("gone@example.org" in body for body in bodies)

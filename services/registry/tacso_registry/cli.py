@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tacso_registry import accounts, signing
+from tacso_registry import accounts, changes, signing
 from tacso_registry.app import create_app
 from tacso_registry.bootstrap import apply_migrations, bootstrap, load_settings
 from tacso_registry.models import audit_log
@@ -103,6 +103,15 @@ def keys_retire_cmd(kid: str) -> None:
     except signing.LastKey:
         raise click.ClickException(f"{kid} is the key that signs: rotate first") from None
     click.echo(f"registry: key {kid} retired")
+
+
+@cli.command("redact-erasures")
+def redact_erasures_cmd() -> None:
+    """Remove the addresses from published ``organisation.erased`` messages kept in the outbox."""
+    registry = bootstrap()
+    with transaction(registry.sessions) as session:
+        done = changes.redact_published_erasures(session)
+    click.echo(f"registry: {done} published erasure message(s) redacted")
 
 
 add_audit_purge(cli, load_settings, audit_log)
