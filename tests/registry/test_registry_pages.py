@@ -3,11 +3,13 @@ reader's language, without cookies or JavaScript, under a strict Content-Securit
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from babel.messages.extract import extract_from_dir, extract_from_file
 from babel.messages.pofile import read_po
 from flask.testing import FlaskClient
@@ -16,7 +18,9 @@ import tacso_shared.i18n
 import tacso_shared.vocabulary
 from tacso_registry.bootstrap import Registry
 from tacso_registry.i18n import CATALOG, TRANSLATIONS
+from tacso_registry.models import outbox
 from tacso_registry.pages import make_link_token
+from tacso_shared.contracts import ORGANISATION_UPDATED
 from tacso_shared.i18n import CATALOGS, LOCALES
 from tacso_shared.links import LinkSigner, LinkToken
 
@@ -71,6 +75,12 @@ class TestOneClickUnsubscribe:
         assert not in_audience(client, admin, org["id"], mail_kind="reminder")
         prefs = client.get(f"{ORGANISATIONS}/{org['id']}/preferences", headers=admin)
         assert prefs.get_json()["all"] is False
+        with registry.engine.connect() as conn:
+            [body] = conn.execute(
+                sa.select(outbox.c.body).where(outbox.c.message_type == ORGANISATION_UPDATED)
+            ).scalars()
+        published = json.loads(body)["data"]
+        assert (published["active"], published["mailing_consent"]) == (True, False)
 
     def test_a_post_without_the_one_click_body_changes_nothing(
         self, client: FlaskClient, admin: dict[str, str], register: Any, registry: Registry

@@ -55,8 +55,9 @@ def organisation_updated(org: Organisation) -> OrganisationUpdated:
         email=org.email,
         language=org.language,
         topics=tuple(org.topics),
-        active=org.active and not org.opted_out_all,
-        mailing_consent=org.mailing_consent,
+        active=org.active,
+        # The contract has no preferences: "may be mailed at all" is what a consumer can use.
+        mailing_consent=org.mailing_consent and not org.opted_out_all,
     )
 
 
