@@ -243,6 +243,7 @@ class OrganisationPreferences(MethodView):
     @require(COUNTRY_EDITOR, ORGANISATION_MEMBER)
     @blp.response(200, PreferencesSchema)
     @blp.alt_response(404, description="No such organisation")
+    @blp.alt_response(410, description="The organisation was erased")
     def get(self, organisation_id: str) -> Any:
         """An organisation's mailing preferences (a member: its own; an editor: its country's)."""
         with _registry().sessions() as session:
