@@ -75,7 +75,7 @@ SETUP: tuple[Process, ...] = (
 )
 
 #: The long-running processes: three APIs, two outbox relays, events' scheduler, the notify
-#: workers (one per queue family).
+#: workers (one per queue family, and one of registry's changes).
 PROCESSES: tuple[Process, ...] = (
     _api("registry"),
     _api("events"),
@@ -90,6 +90,7 @@ PROCESSES: tuple[Process, ...] = (
     _worker("registrations"),
     _worker("webhooks"),
     _worker("accounts"),
+    _worker("registry"),
 )
 
 #: Third-party services a deployment needs besides our processes (not in the manifest).

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from support.world import ADMIN_KEY_CALLER, ANONYMOUS, CALLERS, World
+from support.world import ADMIN_KEY_CALLER, ANONYMOUS, CALLERS, World, _org
 from tacso_events import registrations
 from tacso_notify import webhooks
 from tacso_shared.db import transaction
@@ -166,6 +166,27 @@ def _webhook_body(scope: str) -> dict[str, Any]:
     }
 
 
+def _fresh_org(world: World, caller: str, scope: str) -> str:
+    """A new CSO in the scope's country, for the cells that deactivate or erase it; its id."""
+    with transaction(world.registry.sessions) as session:
+        org = _org(session, f"Fresh CSO {uuid.uuid4().hex[:6]}", "cso", _country(scope))
+        session.flush()
+        return org.id
+
+
+_ORG_CHANGE = by_role(
+    network_admin=200,
+    country_editor={OWN: 200, OTHER_ORG: 200, OTHER_COUNTRY: 403},
+    organisation_member={OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 403},
+)
+_ORG_ADMINISTER = by_role(network_admin=200, country_editor={OTHER_ORG: 200, OTHER_COUNTRY: 403})
+_FRESH_SCOPES = (OTHER_ORG, OTHER_COUNTRY)
+
+
+def _org_path(world: World, caller: str, scope: str, tail: str = "") -> str:
+    return f"/api/v1/organisations/{_target_org(world, caller, scope).id}{tail}"
+
+
 _BOUNCE = (
     b"From: MAILER-DAEMON@mx.example.org\r\nTo: events@tacso.local\r\n"
     b"Subject: Undelivered Mail\r\n\r\nYour message could not be delivered.\r\n"
@@ -244,6 +265,69 @@ RULES: tuple[Rule, ...] = (
         "/api/v1/organisations/{organisation_id}",
         (OWN, OTHER_ORG, OTHER_COUNTRY),
         lambda w, c, s: Call("get", f"/api/v1/organisations/{_target_org(w, c, s).id}"),
+        by_role(
+            network_admin=200,
+            service=200,
+            country_editor={OWN: 200, OTHER_ORG: 200, OTHER_COUNTRY: 403},
+            organisation_member={OWN: 200, OTHER_ORG: 403, OTHER_COUNTRY: 403},
+        ),
+    ),
+    Rule(
+        "registry",
+        "patch",
+        "/api/v1/organisations/{organisation_id}",
+        (OWN, OTHER_ORG, OTHER_COUNTRY),
+        # Its own name again: a patch that changes nothing, so the world stays as it is.
+        lambda w, c, s: Call("patch", _org_path(w, c, s), json={"name": _target_org(w, c, s).name}),
+        _ORG_CHANGE,
+    ),
+    Rule(
+        "registry",
+        "delete",
+        "/api/v1/organisations/{organisation_id}",
+        _FRESH_SCOPES,
+        lambda w, c, s: Call("delete", f"/api/v1/organisations/{_fresh_org(w, c, s)}"),
+        by_role(network_admin=204, country_editor={OTHER_ORG: 204, OTHER_COUNTRY: 403}),
+    ),
+    Rule(
+        "registry",
+        "post",
+        "/api/v1/organisations/{organisation_id}/deactivate",
+        _FRESH_SCOPES,
+        lambda w, c, s: Call("post", f"/api/v1/organisations/{_fresh_org(w, c, s)}/deactivate"),
+        _ORG_ADMINISTER,
+    ),
+    Rule(
+        "registry",
+        "post",
+        "/api/v1/organisations/{organisation_id}/activate",
+        _FRESH_SCOPES,
+        lambda w, c, s: Call("post", f"/api/v1/organisations/{_fresh_org(w, c, s)}/activate"),
+        _ORG_ADMINISTER,
+    ),
+    Rule(
+        "registry",
+        "get",
+        "/api/v1/organisations/{organisation_id}/preferences",
+        (OWN, OTHER_ORG, OTHER_COUNTRY),
+        lambda w, c, s: Call("get", _org_path(w, c, s, "/preferences")),
+        _ORG_CHANGE,
+    ),
+    Rule(
+        "registry",
+        "put",
+        "/api/v1/organisations/{organisation_id}/preferences",
+        (OWN, OTHER_ORG, OTHER_COUNTRY),
+        # Everything wanted: what every organisation of the world has already.
+        lambda w, c, s: Call("put", _org_path(w, c, s, "/preferences"), json={"all": True}),
+        _ORG_CHANGE,
+    ),
+    Rule(
+        "registry",
+        "get",
+        "/api/v1/organisations/{organisation_id}/consents",
+        (OWN, OTHER_ORG, OTHER_COUNTRY),
+        lambda w, c, s: Call("get", _org_path(w, c, s, "/consents")),
         by_role(
             network_admin=200,
             service=200,

@@ -77,7 +77,9 @@ class FakeDirectory:
         self.asked: list[tuple[str, str, list[str]]] = []
         self.unavailable = False
 
-    def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
+    def pages(
+        self, country: str, kind: str, topics: Sequence[str], **_: Any
+    ) -> Iterator[list[Recipient]]:
         self.asked.append((country, kind, list(topics)))
         if self.unavailable:
             raise AudienceUnavailable("registry answered 503: down for maintenance")
@@ -85,7 +87,13 @@ class FakeDirectory:
             yield self.organisations[start : start + self.page_size]
 
     def page(
-        self, country: str, kind: str, topics: Sequence[str], after: str | None, size: int
+        self,
+        country: str,
+        kind: str,
+        topics: Sequence[str],
+        after: str | None,
+        size: int,
+        **_: Any,
     ) -> tuple[list[Recipient], str | None]:
         self.asked.append((country, kind, list(topics)))
         if self.unavailable:
@@ -589,7 +597,9 @@ class TestMakeHandler:
 class FailingAfterFirstPage(FakeDirectory):
     """Yields one page, then the registry goes away."""
 
-    def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
+    def pages(
+        self, country: str, kind: str, topics: Sequence[str], **_: Any
+    ) -> Iterator[list[Recipient]]:
         yield self.organisations[: self.page_size]
         raise AudienceUnavailable("registry unreachable: connection refused")
 

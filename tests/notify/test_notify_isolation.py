@@ -89,12 +89,12 @@ class ListDirectory:
         self.organisations = organisations
         self.page_size = page_size
 
-    def pages(self, country: str, kind: str, topics: Any) -> Iterator[list[Recipient]]:
+    def pages(self, country: str, kind: str, topics: Any, **_: Any) -> Iterator[list[Recipient]]:
         for start in range(0, len(self.organisations), self.page_size):
             yield self.organisations[start : start + self.page_size]
 
     def page(
-        self, country: str, kind: str, topics: Any, after: str | None, size: int
+        self, country: str, kind: str, topics: Any, after: str | None, size: int, **_: Any
     ) -> tuple[list[Recipient], str | None]:
         raise NotImplementedError("these tests fan out in one pass")
 

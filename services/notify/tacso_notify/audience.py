@@ -23,12 +23,29 @@ class AudienceUnavailable(Exception):
 class Directory(Protocol):
     """Lists the organisations an event's mail goes to."""
 
-    def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
-        """Yield pages of ``kind`` organisations in ``country`` (any of ``topics``; all if none)."""
+    def pages(
+        self,
+        country: str,
+        kind: str,
+        topics: Sequence[str],
+        *,
+        mail_kind: str | None = None,
+        event_topics: Sequence[str] = (),
+    ) -> Iterator[list[Recipient]]:
+        """Yield pages of ``kind`` organisations in ``country`` (any of ``topics``; all if none)
+        that want ``mail_kind`` about an event on ``event_topics``."""
         ...
 
     def page(
-        self, country: str, kind: str, topics: Sequence[str], after: str | None, size: int
+        self,
+        country: str,
+        kind: str,
+        topics: Sequence[str],
+        after: str | None,
+        size: int,
+        *,
+        mail_kind: str | None = None,
+        event_topics: Sequence[str] = (),
     ) -> tuple[list[Recipient], str | None]:
         """One page of that audience after the keyset cursor ``after``, and the next cursor."""
         ...
@@ -102,6 +119,9 @@ class RegistryDirectory:
         except (ValueError, KeyError, TypeError) as exc:
             reason = f"registry answered 200 without an organisation: {exc}"
             raise AudienceUnavailable(reason) from exc
+        if body.get("erased"):
+            # An erased organisation stays as a tombstone in registry: nobody to write to.
+            return None
         return body
 
     def organisation(self, organisation_id: str) -> Recipient | None:
@@ -143,7 +163,15 @@ class RegistryDirectory:
         return body
 
     def page(
-        self, country: str, kind: str, topics: Sequence[str], after: str | None, size: int
+        self,
+        country: str,
+        kind: str,
+        topics: Sequence[str],
+        after: str | None,
+        size: int,
+        *,
+        mail_kind: str | None = None,
+        event_topics: Sequence[str] = (),
     ) -> tuple[list[Recipient], str | None]:
         params: dict[str, Any] = {
             "country": country,
@@ -151,6 +179,12 @@ class RegistryDirectory:
             "mailing_consent": "true",
             "page_size": min(size, self.page_size),
         }
+        if mail_kind is not None:
+            # registry leaves out the inactive, those without a basis and those who opted out
+            # (of everything, this kind, or the event's topics) as it reads the page.
+            params["mail_kind"] = mail_kind
+            if event_topics:
+                params["event_topic"] = list(event_topics)
         if topics:
             params["topic"] = list(topics)
         if after is not None:
@@ -168,11 +202,21 @@ class RegistryDirectory:
                 found.append(Organisation(_recipient(body), bool(body.get("mailing_consent"))))
         return found
 
-    def pages(self, country: str, kind: str, topics: Sequence[str]) -> Iterator[list[Recipient]]:
+    def pages(
+        self,
+        country: str,
+        kind: str,
+        topics: Sequence[str],
+        *,
+        mail_kind: str | None = None,
+        event_topics: Sequence[str] = (),
+    ) -> Iterator[list[Recipient]]:
         # A small first page gets the first mail out sooner; then full pages.
         size, after = FIRST_PAGE_SIZE, None
         while True:
-            page, after = self.page(country, kind, topics, after, size)
+            page, after = self.page(
+                country, kind, topics, after, size, mail_kind=mail_kind, event_topics=event_topics
+            )
             if page:
                 yield page
             if after is None:

@@ -11,7 +11,7 @@ from tacso_notify.app import create_app
 from tacso_notify.bootstrap import apply_migrations, bootstrap, load_settings, prepare_broker
 from tacso_notify.bounces import NotAMessage, ingest_bounce
 from tacso_notify.models import audit_log
-from tacso_notify.subscriptions import QUEUE_FAMILIES, QUEUE_KINDS
+from tacso_notify.subscriptions import CHANGE_FAMILIES, QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_shared.cli import add_audit_purge, service_cli
 from tacso_shared.deadletters import list_dead_letters, replay_dead_letters
 from tacso_shared.logs import set_role
@@ -33,9 +33,9 @@ cli = service_cli(
 @click.option(
     "--queue",
     "queue",
-    type=click.Choice(sorted(QUEUE_FAMILIES)),
+    type=click.Choice(sorted([*QUEUE_FAMILIES, *CHANGE_FAMILIES])),
     required=True,
-    help="Which work queue this worker consumes (webhooks: sends the webhooks).",
+    help="Which work queue this worker consumes (a kind of mail, webhooks, or registry's changes).",
 )
 @click.option(
     "--countries",

@@ -25,6 +25,7 @@ from tacso_notify.ledger import DeliveryLedger
 from tacso_notify.rendering import PreparedMessage, RsvpLinks, prepare_message
 from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
 from tacso_notify.tasks import PageTask
+from tacso_notify.unsubscribe import UnsubscribeLinks
 from tacso_shared import correlation, metrics
 from tacso_shared.consumer import Handler, Requeue, TransientError
 from tacso_shared.contracts import EVENT_PUBLISHED, EventPublished, load_data
@@ -98,6 +99,8 @@ class Dependencies:
     links: RsvpLinks | None = None
     #: Finds one organisation (the registrant of registration mail).
     organisations: OrganisationFinder | None = None
+    #: Makes each recipient's unsubscribe headers and preferences link (none: no such links).
+    unsubscribe: UnsubscribeLinks | None = None
 
 
 class _Progress:
@@ -276,7 +279,14 @@ def _rendered(
         message = cache.get(key)
         if message is None:
             message = prepare_message(
-                event, kind, deps.sender, deps.domain, key[3], cid, links=deps.links
+                event,
+                kind,
+                deps.sender,
+                deps.domain,
+                key[3],
+                cid,
+                links=deps.links,
+                unsubscribe=deps.unsubscribe,
             )
             if len(cache) >= PREPARED_CACHE_SIZE:
                 cache.pop(next(iter(cache)))
@@ -313,8 +323,16 @@ def fan_out_page(
     audience = AUDIENCES[kind]
     topics = list(event.topics) if audience.match_topics else []
     size = FIRST_PAGE_SIZE if task.number == 1 else DEFAULT_PAGE_SIZE
+    # Read from registry just before this page is sent: whoever opted out (or was deactivated,
+    # or erased) by now is not on it. The guarantee is per page (docs/architecture.md).
     page, next_after = deps.directory.page(
-        event.country, audience.organisation_kind, topics, task.after, size
+        event.country,
+        audience.organisation_kind,
+        topics,
+        task.after,
+        size,
+        mail_kind=kind.value,
+        event_topics=tuple(event.topics or ()),
     )
     if next_after is not None and deps.ledger.continuation_due(task.chain, next_after):
         try:
@@ -352,7 +370,14 @@ def fan_out(event: EventPublished, kind: MessageKind, deps: Dependencies) -> Fan
     held = 0
     deps.pool.resume()
     try:
-        for page in deps.directory.pages(event.country, audience.organisation_kind, topics):
+        pages = deps.directory.pages(
+            event.country,
+            audience.organisation_kind,
+            topics,
+            mail_kind=kind.value,
+            event_topics=tuple(event.topics or ()),
+        )
+        for page in pages:
             held += _send_page(event, kind, page, prepared, deps, progress)
             if progress.transient_reason or deps.stopping.is_set():
                 break
@@ -396,7 +421,9 @@ def warm_up(kind: MessageKind, deps: Dependencies) -> None:
     """
     envelope = Envelope(type=EVENT_PUBLISHED, source="/tacso/notify/warm-up", data=_SAMPLE_EVENT)
     event = load_data(envelope)
-    prepared = prepare_message(event, kind, deps.sender, deps.domain, links=deps.links)
+    prepared = prepare_message(
+        event, kind, deps.sender, deps.domain, links=deps.links, unsubscribe=deps.unsubscribe
+    )
     prepared.for_recipient(Recipient("warm-up", "Warm-up", "warm-up@example.org"))
 
 

@@ -77,7 +77,15 @@ def _rendered(notice: Notice | ReminderDue, press: bool, deps: Dependencies) -> 
         key = (notice.event.event_id, notice.event.revision, variant, language_of(language), cid)
         message = deps.prepared.get(key)
         if message is None:
-            message = prepare_notice(notice, deps.sender, deps.domain, key[3], cid, press=press)
+            message = prepare_notice(
+                notice,
+                deps.sender,
+                deps.domain,
+                key[3],
+                cid,
+                press=press,
+                unsubscribe=deps.unsubscribe,
+            )
             if len(deps.prepared) >= PREPARED_CACHE_SIZE:
                 deps.prepared.pop(next(iter(deps.prepared)))
             deps.prepared[key] = message

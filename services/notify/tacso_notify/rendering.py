@@ -46,6 +46,7 @@ from tacso_notify.i18n import (
     locale_of,
     translations,
 )
+from tacso_notify.unsubscribe import UnsubscribeLinks
 from tacso_shared import correlation
 from tacso_shared.calendar import ical_uid
 from tacso_shared.contracts import (
@@ -94,11 +95,17 @@ _HTML_TOKEN = f"TACSO{secrets.token_hex(12)}HTMLNAME"
 # The same for the recipient's personal link token and the .ics ATTENDEE line (its own line).
 _LINK_TOKEN = f"TACSO{secrets.token_hex(12)}LINKTOKEN"
 _ATTENDEE_TOKEN = f"TACSO{secrets.token_hex(12)}ATTENDEE"
+# The recipient's preferences link (text and HTML alike: a signed token needs no escaping).
+_PREF_TOKEN = f"TACSO{secrets.token_hex(12)}PREFLINK"
 #: Placeholder -> slot number (which per-recipient value replaces it).
 _SLOT_OF = {
     token.encode("ascii"): slot
-    for slot, token in enumerate((_TEXT_TOKEN, _HTML_TOKEN, _LINK_TOKEN, _ATTENDEE_TOKEN))
+    for slot, token in enumerate(
+        (_TEXT_TOKEN, _HTML_TOKEN, _LINK_TOKEN, _ATTENDEE_TOKEN, _PREF_TOKEN)
+    )
 }
+# The longest a personal URL may add to a line over its placeholder (base URL + token).
+_LINK_ALLOWANCE = 400
 _TOKENS = re.compile(b"(" + b"|".join(_SLOT_OF) + b")")
 #: iCalendar lines are folded at 75 octets (RFC 5545, 3.1).
 _ICS_LINE = 75
@@ -149,6 +156,8 @@ class PreparedMessage:
     __slots__ = (
         "_id_suffix",
         "_personal",
+        "_unsubscribe",
+        "_unsubscribe_expires",
         "_segments",
         "_slots",
         "_slow",
@@ -178,13 +187,15 @@ class PreparedMessage:
         slots: Sequence[int] = (),
         slow: _Parts | None = None,
         personal: _Personal | None = None,
+        unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
         """Hold the flattened message split at the greeting placeholders (see ``prepare_message``).
 
         ``slots[i]`` says which value goes between ``segments[i]`` and ``segments[i + 1]``: 0 the
         plain name (text part), 1 the HTML-escaped one, 2 the personal link's token, 3 the .ics
-        ATTENDEE line (made from ``personal``). With ``slow`` the message is instead assembled
-        per recipient from those parts.
+        ATTENDEE line (made from ``personal``), 4 the preferences link. With ``slow`` the message
+        is instead assembled per recipient from those parts. With ``unsubscribe`` every copy
+        carries its recipient's ``List-Unsubscribe`` headers (RFC 8058) and preferences link.
         """
         self.kind = kind
         self.subject = subject
@@ -196,6 +207,8 @@ class PreparedMessage:
         self._slots = tuple(slots)
         self._slow = slow
         self._personal = personal
+        self._unsubscribe = unsubscribe
+        self._unsubscribe_expires = unsubscribe.expiry() if unsubscribe is not None else None
 
     def for_recipient(self, recipient: Recipient, address: SmtpAddress | None = None) -> bytes:
         """The full RFC 5322 message for ``recipient``, CRLF line endings, ready for SMTP.
@@ -218,14 +231,34 @@ class PreparedMessage:
             + _ascii_header_value(recipient.organisation_id)
             + b"\r\n"
         )
+        preferences = ""
+        if self._unsubscribe is not None and self._unsubscribe_expires is not None:
+            links = self._unsubscribe
+            signed = links.token(
+                recipient.organisation_id, recipient.language, self._unsubscribe_expires
+            )
+            preferences = links.preferences_url(signed)
+            head += (
+                b"List-Unsubscribe: <"
+                + links.unsubscribe_url(signed).encode("ascii")
+                + b">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            )
         name = name or recipient.email
         if len(name) > _GREETING_WRAP:
             name = textwrap.fill(name, 76, break_long_words=True)
         escaped = html.escape(name)
         if self._slow is not None:
             parts = self._slow
-            text = parts.text.replace(_TEXT_TOKEN, name).replace(_LINK_TOKEN, token)
-            body = parts.html.replace(_HTML_TOKEN, escaped).replace(_LINK_TOKEN, token)
+            text = (
+                parts.text.replace(_TEXT_TOKEN, name)
+                .replace(_LINK_TOKEN, token)
+                .replace(_PREF_TOKEN, preferences)
+            )
+            body = (
+                parts.html.replace(_HTML_TOKEN, escaped)
+                .replace(_LINK_TOKEN, token)
+                .replace(_PREF_TOKEN, preferences)
+            )
             calendar = parts.calendar
             if calendar is not None:
                 calendar = calendar.replace(_ATTENDEE_TOKEN, attendee)
@@ -239,6 +272,7 @@ class PreparedMessage:
             escaped.replace("\n", "\r\n").encode("utf-8"),
             token.encode("ascii"),
             attendee.encode("utf-8"),
+            preferences.encode("ascii"),
         )
         segments = self._segments
         out = [head, segments[0]]
@@ -344,12 +378,14 @@ def prepare_message(
     language: str = DEFAULT_LANGUAGE,
     correlation_id: str | None = None,
     links: RsvpLinks | None = None,
+    unsubscribe: UnsubscribeLinks | None = None,
 ) -> PreparedMessage:
     """Render ``kind`` for ``event`` in ``language`` once; ``for_recipient`` personalises it.
 
     ``correlation_id``: the id of the request that published the event, set as
     ``X-Correlation-ID`` on every copy so a mail can be traced back through the logs.
-    ``links``: an invitation then carries each recipient's two RSVP links.
+    ``links``: an invitation then carries each recipient's two RSVP links. ``unsubscribe``: each
+    copy gets its recipient's unsubscribe headers and preferences link.
     """
     kind = MessageKind(kind)
     if kind not in PUBLICATION_KINDS:
@@ -385,6 +421,7 @@ def prepare_message(
         correlation_id,
         calendar,
         personal,
+        unsubscribe=unsubscribe,
     )
 
 
@@ -457,6 +494,7 @@ def prepare_notice(
     correlation_id: str | None = None,
     *,
     press: bool = False,
+    unsubscribe: UnsubscribeLinks | None = None,
 ) -> PreparedMessage:
     """An update notice, cancellation notice or reminder in ``language``, rendered once.
 
@@ -508,6 +546,7 @@ def prepare_notice(
         calendar,
         personal,
         method=method,
+        unsubscribe=unsubscribe,
     )
 
 
@@ -594,10 +633,17 @@ def _prepare(
     calendar_bytes: bytes | None,
     personal: _Personal,
     method: str = "REQUEST",
+    unsubscribe: UnsubscribeLinks | None = None,
 ) -> PreparedMessage:
     """Render the templates, set the common headers and split the message at its placeholders."""
     language = personal.language
-    context = {"rsvp_url": None, **context, "subject": subject, "lang": language}
+    context = {
+        "rsvp_url": None,
+        **context,
+        "subject": subject,
+        "lang": language,
+        "preferences_url": _PREF_TOKEN if unsubscribe is not None else None,
+    }
     environment = _environment(language)
     text = environment.get_template(f"{template_name}.txt").render(context)
     body = environment.get_template(f"{template_name}.html").render(context)
@@ -627,11 +673,13 @@ def _prepare(
         revision=int(event.revision),
         domain=domain,
         personal=personal,
+        unsubscribe=unsubscribe,
     )
     flat = _assemble(template, text, body, cte="8bit", calendar=calendar, method=method).as_bytes(
         policy=SMTP
     )
-    if max(len(line) for line in flat.split(b"\r\n")) > _MAX_LINE:
+    allowance = _LINK_ALLOWANCE if unsubscribe is not None or personal.links is not None else 0
+    if max(len(line) for line in flat.split(b"\r\n")) > _MAX_LINE - allowance:
         # A pathological line (a huge URL, say) cannot go as 8bit; let the email package pick
         # quoted-printable or base64 and pay for a full flatten per recipient instead.
         return prepared(slow=parts)

@@ -81,6 +81,12 @@ QUEUE_FAMILIES: dict[str, QueueFamily] = {
     "accounts": ACCOUNTS,
 }
 
+#: What registry tells notify about organisations: erasures (the ledger is redacted).
+REGISTRY_CHANGES = QueueFamily("notify.registry", "organisation.erased")
+
+#: Families of changes (not mail) a worker may take, by the name it is started with.
+CHANGE_FAMILIES: dict[str, QueueFamily] = {"registry": REGISTRY_CHANGES}
+
 #: Which kind of mail each fan-out family's workers send (the families an operator's
 #: ``resend-failed`` re-drives: invitations and press notices; a registrations worker sends one
 #: kind per status: ``REGISTRATION_KINDS``; ``webhooks`` sends no mail).
@@ -99,5 +105,9 @@ def declare_subscriptions(
         declare_topology(
             connection,
             retry_delays,
-            [q for family in QUEUE_FAMILIES.values() for q in family.queues()],
+            [
+                q
+                for family in (*QUEUE_FAMILIES.values(), *CHANGE_FAMILIES.values())
+                for q in family.queues()
+            ],
         )

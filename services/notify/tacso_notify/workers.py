@@ -16,6 +16,7 @@ import requests
 from tacso_notify.account_mail import AccountMailer, make_account_handler
 from tacso_notify.audience import RegistryDirectory
 from tacso_notify.bootstrap import Notify
+from tacso_notify.erasure import make_erasure_handler
 from tacso_notify.handlers import Dependencies, make_handler, warm_up
 from tacso_notify.lifecycle import make_notice_handler, make_reminder_handler
 from tacso_notify.mailer import SmtpMailer
@@ -23,7 +24,7 @@ from tacso_notify.mirror import LifecycleStore
 from tacso_notify.registration_mail import make_registration_handler, warm_up_registrations
 from tacso_notify.rendering import RsvpLinks
 from tacso_notify.sending import SenderPool
-from tacso_notify.subscriptions import ACCOUNTS, QUEUE_FAMILIES, QUEUE_KINDS
+from tacso_notify.subscriptions import ACCOUNTS, CHANGE_FAMILIES, QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
 from tacso_notify.webhooks import deliver_due, record_message
 from tacso_shared import correlation
@@ -41,12 +42,14 @@ def build_worker(
     notify: Notify, queue: str, countries: Sequence[str] | None = None
 ) -> NotifyWorker | WebhookWorker:
     """A worker for one family (``invitations``, ``press_notices``, ``registrations``,
-    ``updates``, ``reminders``, ``accounts`` or ``webhooks``), all countries or only
-    ``countries``."""
+    ``updates``, ``reminders``, ``accounts``, ``webhooks``) or for registry's changes
+    (``registry``), all countries or only ``countries``."""
     if queue == "webhooks":
         return build_webhook_worker(notify, countries)
     if queue == "accounts":
         return build_account_worker(notify, countries)
+    if queue in CHANGE_FAMILIES:
+        return build_registry_worker(notify, countries)
     settings = notify.settings
     pool = SenderPool(
         lambda: SmtpMailer(settings.smtp),
@@ -128,6 +131,21 @@ def build_account_worker(notify: Notify, countries: Sequence[str] | None = None)
         loader=load_data,
     )
     return NotifyWorker(consumer, None, lambda: None, mailer.close)
+
+
+def build_registry_worker(notify: Notify, countries: Sequence[str] | None = None) -> NotifyWorker:
+    """The worker of registry's changes: redacts the ledger when an organisation is erased."""
+    settings = notify.settings
+    consumer = QueueWorker(
+        settings.common.amqp_url,
+        CHANGE_FAMILIES["registry"].queues(countries),
+        make_erasure_handler(notify.sessions),
+        retry_delays=settings.retry_delays,
+        prefetch=settings.prefetch,
+    )
+    # It sends no mail: an SMTP pool that is never used opens no connection.
+    pool = SenderPool(lambda: SmtpMailer(settings.smtp), connections=1)
+    return NotifyWorker(consumer, pool, lambda: None, lambda: None)
 
 
 @dataclass

@@ -47,3 +47,21 @@ def may_register(caller: Caller, country: str, kind: str) -> bool:
     if caller.is_network_admin:
         return True
     return caller.role == COUNTRY_EDITOR and caller.covers(country) and kind in EDITOR_REGISTERS
+
+
+def may_change(caller: Caller, organisation: Organisation) -> bool:
+    """Whether ``caller`` may change ``organisation``'s profile and preferences (a member: its
+    own organisation's)."""
+    if caller.is_network_admin:
+        return True
+    if caller.role == COUNTRY_EDITOR:
+        return caller.covers(organisation.country)
+    return caller.role == ORGANISATION_MEMBER and caller.organisation_id == organisation.id
+
+
+def may_administer(caller: Caller, organisation: Organisation) -> bool:
+    """Whether ``caller`` may deactivate, activate or erase ``organisation`` (members may not:
+    erasure is asked of the RC or the network, who check who asks)."""
+    if caller.is_network_admin:
+        return True
+    return caller.role == COUNTRY_EDITOR and caller.covers(organisation.country)

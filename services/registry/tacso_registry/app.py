@@ -10,6 +10,7 @@ from tacso_registry.auth_api import well_known
 from tacso_registry.bootstrap import Registry, bootstrap
 from tacso_registry.models import audit_log
 from tacso_registry.pages import pages
+from tacso_registry.preference_pages import pages as preference_pages
 from tacso_registry.signup_api import blp as joining_blp
 from tacso_shared.audit_api import audit_blueprint
 from tacso_shared.auth import install_authentication
@@ -31,5 +32,6 @@ def create_app(registry: Registry | None = None) -> Flask:
     api.register_blueprint(joining_blp)
     app.register_blueprint(pages)
     api.register_blueprint(audit_blueprint(audit_log, lambda: registry.sessions))
+    app.register_blueprint(preference_pages)
     add_health(app, registry.engine)
     return app

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from tacso_registry import accounts, importing, signing, signups
+from tacso_registry import accounts, changes, importing, signing, signups
 from tacso_registry.app import create_app
 from tacso_registry.bootstrap import apply_migrations, bootstrap, load_settings
 from tacso_registry.models import audit_log
@@ -173,6 +173,15 @@ def import_cmd(file: Path, dry_run: bool, country: str | None, existing: str, qu
         f"registry: {prefix}created {report.created}, updated {report.updated}, "
         f"skipped {report.skipped}"
     )
+
+
+@cli.command("redact-erasures")
+def redact_erasures_cmd() -> None:
+    """Remove the addresses from published ``organisation.erased`` messages kept in the outbox."""
+    registry = bootstrap()
+    with transaction(registry.sessions) as session:
+        done = changes.redact_published_erasures(session)
+    click.echo(f"registry: {done} published erasure message(s) redacted")
 
 
 add_audit_purge(cli, load_settings, audit_log)

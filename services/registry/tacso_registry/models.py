@@ -31,7 +31,16 @@ class Organisation(Base):
     country: Mapped[str] = mapped_column(sa.String(2))
     email: Mapped[str] = mapped_column(sa.String(254))
     language: Mapped[str] = mapped_column(sa.String(8))
+    #: Whether the organisation has an unwithdrawn consent record (kept by :mod:`consent`).
     mailing_consent: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    #: A deactivated organisation is kept but gets no mail.
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    #: Set when the organisation was erased: the row is a tombstone without personal data.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Contact people, a JSON list of ``{"name", "email", "phone", "role"}`` objects.
+    contacts: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, default=list)
+    #: Opted out of every mail that is not transactional (preferences, one-click unsubscribe).
+    opted_out_all: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     topic_links: Mapped[list[OrganisationTopic]] = relationship(
@@ -151,6 +160,41 @@ class Signup(Base):
     @property
     def topic_list(self) -> list[str]:
         return [t for t in self.topics.split(",") if t]
+
+
+class Consent(Base):
+    """How an organisation came to be mailed: the legal basis, its source, time and text."""
+
+    __tablename__ = "consents"
+    __table_args__ = (sa.Index("ix_consents_organisation", "organisation_id", "recorded_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    #: ``consent`` or ``legitimate_interest``.
+    basis: Mapped[str] = mapped_column(sa.String(32))
+    #: ``admin``, ``api``, ``self_registration`` or ``import``.
+    source: Mapped[str] = mapped_column(sa.String(32))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The version of the consent text the organisation was shown, if any.
+    text_version: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    #: Who recorded it (the caller's subject).
+    actor: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PreferenceOptOut(Base):
+    """One thing an organisation does not want mail about: a kind of mail or a topic."""
+
+    __tablename__ = "preference_optouts"
+
+    organisation_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: ``kind`` or ``topic``.
+    category: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
 
 
 outbox = outbox_table(Base.metadata)

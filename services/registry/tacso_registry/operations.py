@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tacso_registry.models import Organisation, OrganisationTopic, outbox
+from tacso_registry import consent
+from tacso_registry.models import Organisation, OrganisationTopic, PreferenceOptOut, outbox
 from tacso_shared import outbox as outbox_ops
 from tacso_shared.contracts import OrganisationRegistered, envelope_of
 
@@ -29,6 +30,11 @@ class OrganisationFilter:
     kind: str | None = None
     topics: tuple[str, ...] = ()
     mailing_consent: bool | None = None
+    #: An audience query: only active organisations with consent that have not opted out of
+    #: everything, of this kind of mail, or of the topics (``topics``/``event_topics``).
+    mail_kind: str | None = None
+    #: The event's topics: an organisation that opted out of every one of them is left out.
+    event_topics: tuple[str, ...] = ()
     #: Only these countries (the caller's scope); empty for all.
     countries: tuple[str, ...] = ()
 
@@ -52,9 +58,17 @@ def organisation_id_for(email: str) -> str:
 
 
 def register_organisation(
-    session: Session, data: dict[str, Any], correlation_id: str | None = None
+    session: Session,
+    data: dict[str, Any],
+    correlation_id: str | None = None,
+    actor: str | None = None,
 ) -> Organisation:
-    """Add an organisation and, in the same transaction, its ``organisation.registered`` message."""
+    """Add an organisation and, in the same transaction, its ``organisation.registered`` message.
+
+    Its consent record says what the client gave (``data["consent"]``); without one an
+    organisation with ``mailing_consent`` is recorded as ``legitimate_interest`` from ``api``,
+    recorded by ``actor`` (the caller).
+    """
     email = data["email"]
     if session.scalar(sa.select(Organisation.id).where(Organisation.email == email)):
         raise DuplicateEmail(email)
@@ -66,7 +80,10 @@ def register_organisation(
         country=data["country"],
         email=email,
         language=data["language"],
-        mailing_consent=data.get("mailing_consent", True),
+        mailing_consent=False,
+        active=True,
+        contacts=data.get("contacts") or [],
+        opted_out_all=False,
         created_at=now,
         updated_at=now,
         topic_links=[OrganisationTopic(topic=t) for t in data.get("topics", [])],
@@ -74,6 +91,20 @@ def register_organisation(
     if "id" in data:
         org.id = data["id"]
     session.add(org)
+    session.flush()
+    given = data.get("consent")
+    if given is not None:
+        consent.record_consent(
+            session,
+            org,
+            given["basis"],
+            given.get("source", "api"),
+            actor,
+            given.get("text_version"),
+            now,
+        )
+    elif data.get("mailing_consent", True):
+        consent.record_consent(session, org, "legitimate_interest", "api", actor, None, now)
     session.flush()
     outbox_ops.enqueue(
         session,
@@ -118,11 +149,43 @@ def list_organisations(
         query = query.where(Organisation.kind == flt.kind)
     if flt.mailing_consent is not None:
         query = query.where(Organisation.mailing_consent == flt.mailing_consent)
+    if flt.mail_kind is not None:
+        query = query.where(
+            Organisation.active.is_(True),
+            Organisation.erased_at.is_(None),
+            Organisation.mailing_consent.is_(True),
+            Organisation.opted_out_all.is_(False),
+            ~sa.exists().where(
+                PreferenceOptOut.organisation_id == Organisation.id,
+                PreferenceOptOut.category == "kind",
+                PreferenceOptOut.value == flt.mail_kind,
+            ),
+        )
+        if flt.event_topics:
+            topics_out = (
+                sa.select(sa.func.count())
+                .where(
+                    PreferenceOptOut.organisation_id == Organisation.id,
+                    PreferenceOptOut.category == "topic",
+                    PreferenceOptOut.value.in_(flt.event_topics),
+                )
+                .scalar_subquery()
+            )
+            query = query.where(topics_out < len(set(flt.event_topics)))
     if flt.topics:
         topic_match = [
             OrganisationTopic.organisation_id == Organisation.id,
             OrganisationTopic.topic.in_(flt.topics),
         ]
+        if flt.mail_kind is not None:
+            # A matching topic counts only if the organisation did not opt out of it.
+            topic_match.append(
+                ~sa.exists().where(
+                    PreferenceOptOut.organisation_id == OrganisationTopic.organisation_id,
+                    PreferenceOptOut.category == "topic",
+                    PreferenceOptOut.value == OrganisationTopic.topic,
+                )
+            )
         if after is not None:
             # Said on the topic side too, so the (topic, organisation_id) index starts there
             # instead of at the topic's first row on every page.

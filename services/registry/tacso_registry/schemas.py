@@ -15,6 +15,8 @@ from marshmallow import (
     validates_schema,
 )
 
+from tacso_registry.change_schemas import ConsentGivenSchema, ContactSchema
+from tacso_registry.preferences import MAIL_KINDS
 from tacso_shared.addresses import EmailAddressField, ascii_form
 from tacso_shared.identity import ALL_AUDIENCES, ROLES
 from tacso_shared.vocabulary import COUNTRIES, LANGUAGES, ORGANISATION_KINDS, TOPICS
@@ -42,8 +44,34 @@ class OrganisationCreateSchema(Schema):
     topics = fields.List(fields.String(validate=validate.OneOf(sorted(TOPICS))), load_default=list)
     mailing_consent = fields.Boolean(
         load_default=True,
-        metadata={"description": "Whether the organisation agreed to receive invitations."},
+        metadata={
+            "description": "Whether the organisation may be mailed. Kept for existing clients: "
+            "prefer `consent`. False records no basis (the organisation gets no mail)."
+        },
     )
+    consent = fields.Nested(
+        ConsentGivenSchema,
+        load_default=None,
+        metadata={
+            "description": "The basis the organisation is mailed on, recorded with the time and "
+            "the caller. Without it (and without `mailing_consent: false`) registry records "
+            "`legitimate_interest`, source `api`, with the caller's identity, so clients of "
+            "the first version of this API keep working and the record is still honest."
+        },
+    )
+    contacts = fields.List(
+        fields.Nested(ContactSchema),
+        load_default=list,
+        validate=validate.Length(max=20),
+        metadata={"description": "Contact people: `name`, optional `email`, `phone`, `role`."},
+    )
+
+    @validates_schema
+    def _consent_or_not(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("consent") is not None and data.get("mailing_consent") is False:
+            raise ValidationError(
+                {"consent": ["Contradicts mailing_consent: false; give one or the other."]}
+            )
 
     @validates("name")
     def _name_not_blank(self, value: str, **_: Any) -> None:
@@ -75,7 +103,18 @@ class OrganisationSchema(Schema):
     )
     language = fields.String(required=True)
     topics = fields.List(fields.String(), required=True)
-    mailing_consent = fields.Boolean(required=True)
+    mailing_consent = fields.Boolean(
+        required=True,
+        metadata={"description": "Derived: whether it has an unwithdrawn consent record."},
+    )
+    active = fields.Boolean(
+        metadata={"description": "False: deactivated (or erased); it gets no mail."}
+    )
+    erased = fields.Function(
+        lambda org: org.erased_at is not None,
+        metadata={"description": "True: a tombstone, its personal data erased."},
+    )
+    contacts = fields.List(fields.Dict(), metadata={"description": "Contact people."})
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
 
@@ -90,6 +129,19 @@ class OrganisationQuerySchema(Schema):
         metadata={"description": "Repeat to match any of several topics."},
     )
     mailing_consent = fields.Boolean()
+    mail_kind = fields.String(
+        validate=validate.OneOf(MAIL_KINDS),
+        metadata={
+            "description": "An audience query for this kind of mail: only active organisations "
+            "with an unwithdrawn consent record that have not opted out of everything, of this "
+            "kind, or (with `event_topic`) of all the event's topics; `topic` then matches only "
+            "topics not opted out of."
+        },
+    )
+    event_topic = fields.List(
+        fields.String(validate=validate.OneOf(sorted(TOPICS))),
+        metadata={"description": "The event's topics (repeat), with `mail_kind`."},
+    )
     page = AsciiInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     page_size = AsciiInteger(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
     after = fields.String(

@@ -1,7 +1,7 @@
 """Self-registrations awaiting confirmation, and the consent of signed-up and imported rows.
 
 Revision ID: 0005
-Revises: 0003 (re-chained onto 0004 when the organisation-changes branch is merged)
+Revises: 0004
 Create Date: 2026-11-29
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 from tacso_shared.db import UTCDateTime
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
