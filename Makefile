@@ -18,10 +18,10 @@ help:
 	@echo "make test-compose - the docker compose stack, for real"
 	@echo "make bench  - throughput and latency benchmarks (docs/performance.md)"
 
-$(STAMP): shared/pyproject.toml services/*/pyproject.toml devtools/pyproject.toml requirements-dev.txt
+$(STAMP): shared/pyproject.toml services/*/pyproject.toml devtools/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e shared -e services/registry -e services/events -e services/notify -e devtools -r requirements-dev.txt
+	$(BIN)/pip install --quiet -e shared -e services/registry -e services/events -e services/notify -e devtools -e clients/python -r requirements-dev.txt
 	@touch $(STAMP)
 
 # Also the tools some tests run (promtool, Chromium) when missing: Debian packages, so CI has them.

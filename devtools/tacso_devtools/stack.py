@@ -10,13 +10,13 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import click
-import requests
 from honcho.manager import Manager
 from honcho.printer import Printer
 
+from tacso_client import ApiKey, TacsoClient
+from tacso_client.types import Delivery
 from tacso_devtools.processes import PROCESSES, SETUP
 from tacso_shared.config import DEFAULT_AMQP_URL
 from tacso_shared.messaging import broker_reachable
@@ -107,41 +107,28 @@ def up_cmd() -> None:
     sys.exit(manager.returncode)
 
 
-def _client(env: Mapping[str, str]) -> requests.Session:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {env.get('ADMIN_API_KEY', DEFAULT_KEY)}"
-    return session
+def demo_client(env: Mapping[str, str]) -> TacsoClient:
+    """The Python client (``tacso_client``) of the local stack, with the admin key."""
+    return TacsoClient(
+        registry_url=env.get("REGISTRY_URL", "http://localhost:5001"),
+        events_url=env.get("EVENTS_URL", "http://localhost:5002"),
+        notify_url=env.get("NOTIFY_URL", "http://localhost:5003"),
+        auth=ApiKey(env.get("ADMIN_API_KEY", DEFAULT_KEY)),
+        timeout=10,
+    )
 
 
 @cli.command("demo")
 @click.option("--timeout", default=60.0, help="Seconds to wait for the mail to go out.")
 def demo_cmd(timeout: float) -> None:
     """Register CSOs and media in BA and RS, publish a BA event, print who got what."""
-    env = os.environ
-    registry = env.get("REGISTRY_URL", "http://localhost:5001")
-    events = env.get("EVENTS_URL", "http://localhost:5002")
-    notify = env.get("NOTIFY_URL", "http://localhost:5003")
-    http = _client(env)
+    with demo_client(os.environ) as tacso:
+        run_demo(tacso, timeout)
+
+
+def run_demo(tacso: TacsoClient, timeout: float) -> None:
+    """The demo through the client: six organisations, one BA event, who got what."""
     run = uuid.uuid4().hex[:6]
-
-    def register(name: str, kind: str, country: str, topics: list[str]) -> dict[str, Any]:
-        slug = name.lower().replace(" ", "-")
-        response = http.post(
-            f"{registry}/api/v1/organisations",
-            json={
-                "name": name,
-                "kind": kind,
-                "country": country,
-                "language": "en",
-                "email": f"{slug}-{run}@demo.example.org",
-                "topics": topics,
-            },
-            timeout=10,
-        )
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
-        return body
-
     for name, kind, country, topics in (
         ("Sarajevo Human Rights Forum", "cso", "BA", ["human-rights"]),
         ("Mostar Youth Initiative", "cso", "BA", ["youth", "human-rights"]),
@@ -150,15 +137,20 @@ def demo_cmd(timeout: float) -> None:
         ("Radio Sarajevo Demo", "media", "BA", []),
         ("Novi Sad Daily Demo", "media", "RS", []),
     ):
-        register(name, kind, country, topics)
-    organiser = http.get(
-        f"{registry}/api/v1/organisations",
-        params={"country": "BA", "kind": "resource_centre"},
-        timeout=10,
-    ).json()["items"][0]
-    response = http.post(
-        f"{events}/api/v1/events",
-        json={
+        slug = name.lower().replace(" ", "-")
+        tacso.registry.create_organisation(
+            {
+                "name": name,
+                "kind": kind,
+                "country": country,
+                "language": "en",
+                "email": f"{slug}-{run}@demo.example.org",
+                "topics": topics,
+            }
+        )
+    organiser = next(tacso.registry.organisations(country="BA", kind="resource_centre"))
+    event = tacso.events.create_event(
+        {
             "title": f"Human rights and civic space workshop ({run})",
             "type": "workshop",
             "country": "BA",
@@ -171,20 +163,13 @@ def demo_cmd(timeout: float) -> None:
                 "city": "Sarajevo",
             },
             "organiser_id": organiser["id"],
-        },
-        timeout=10,
+        }
     )
-    response.raise_for_status()
-    event = response.json()
     click.echo(f"Published {event['title']!r} by {organiser['name']} (event {event['id']})")
     deadline = time.monotonic() + timeout
-    rows: list[dict[str, Any]] = []
+    rows: list[Delivery] = []
     while time.monotonic() < deadline:
-        rows = http.get(
-            f"{notify}/api/v1/deliveries",
-            params={"event_id": event["id"], "page_size": 1000},
-            timeout=10,
-        ).json()["items"]
+        rows = list(tacso.notify.deliveries(event_id=event["id"]))
         kinds = {r["kind"] for r in rows}
         if kinds == {"invitation", "press_notice"} and all(r["status"] != "pending" for r in rows):
             break

@@ -4,17 +4,22 @@ through its published ports only, as an operator's client would.
 - a BA event reaches exactly the right CSOs and media (counted in the mail catcher's API);
 - three invitation workers share the queue and send nothing twice;
 - the invitation workers are killed and restarted in the middle of a fan-out: nothing is lost;
-- Prometheus scrapes every process (all targets up) and sees the mail counters move;
+- Prometheus scrapes every process (all targets up) and sees the mail counters move after a BA
+  event;
 - every stateless service at two replicas (APIs, relays, workers) runs the BA scenario again.
 
 The compose file is used unchanged: the harness only sets its variables (test secrets, free host
-ports, short retry delays and health-check interval, an image tag of its own) and a project name,
-and tears everything down, volumes included, at the end. Run with ``make test-compose``.
+ports, short retry delays and health-check interval, an image tag of its own) and a project name.
+pytest-docker brings the stack up (``docker_services``: the overridden ``docker_compose_file``,
+``docker_compose_project_name``, ``docker_compose_command``, ``docker_setup`` and
+``docker_cleanup`` below), waits for it (``wait_until_responsive``) and tears everything down,
+volumes included, at the end. Run with ``make test-compose``.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -26,6 +31,7 @@ from typing import Any
 
 import pytest
 import requests
+from pytest_docker.plugin import Services
 
 from support.api_client import ApiClient
 from support.waiting import wait_until
@@ -152,6 +158,16 @@ class ComposeStack(ApiClient):
             timeout=30,
         )
         LOG_DIR.mkdir(parents=True, exist_ok=True)
+        #: pytest-docker's handle of the started project (set by the ``compose`` fixture).
+        self.services: Services | None = None
+
+    def command_line(self) -> str:
+        """The compose command as one shell string, for pytest-docker (``docker_compose_command``):
+        only this harness's variables (``env -i``), and our empty env file, so nothing from the
+        caller's environment or a developer's .env at the root reaches the stack."""
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items())]
+        argv = [*self.cmd, "--env-file", shlex.quote(str(HERE / "test.env"))]
+        return " ".join(["env", "-i", *assignments, *argv])
 
     # ---- docker compose --------------------------------------------------------------------
     def compose(
@@ -177,9 +193,6 @@ class ComposeStack(ApiClient):
                 f"\n{result.stderr[-3000:]}"
             )
         return result
-
-    def build(self) -> None:
-        self.compose("build", timeout=1800, log="compose-build.log")
 
     def up(self, invitation_workers: int = 1, scale: dict[str, int] | None = None) -> None:
         replicas = {"notify-invitations": invitation_workers, **(scale or {})}
@@ -238,7 +251,12 @@ class ComposeStack(ApiClient):
                 self.state(c).startswith("exited 0") for c in self.containers("registry-seed")
             )
 
-        wait_until(all_healthy, timeout=timeout, interval=1, message="compose stack healthy")
+        assert self.services is not None, "the stack is not up (the compose fixture)"
+        try:
+            self.services.wait_until_responsive(check=all_healthy, timeout=timeout, pause=1)
+        except Exception as exc:
+            states = {s: [self.state(c) for c in self.containers(s)] for s in LONG_RUNNING}
+            raise AssertionError(f"compose stack not healthy after {timeout:g}s: {states}") from exc
 
     def logs(self, container: str) -> str:
         result = subprocess.run(
@@ -336,15 +354,73 @@ def recipients(messages: list[dict[str, Any]]) -> list[str]:
     return sorted(to["Address"] for m in messages for to in m["To"])
 
 
+# ---- pytest-docker: which compose file, project and command; how to set up and tear down ----
+@pytest.fixture(scope="session")
+def compose_config() -> ComposeStack:
+    """The harness's settings (free ports, test secrets, the compose command); no container."""
+    return ComposeStack()
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(ROOT / "docker-compose.yml")
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name() -> str:
+    return PROJECT
+
+
+@pytest.fixture(scope="session")
+def docker_compose_command(compose_config: ComposeStack) -> str:
+    # ``docker compose`` (v2) where the plugin is installed, else ``docker-compose`` (v1: what
+    # prepare.sh installs from Debian), with the harness's variables.
+    return compose_config.command_line()
+
+
+@pytest.fixture(scope="session")
+def docker_setup(
+    docker_compose_command: str, docker_compose_file: str, docker_compose_project_name: str
+) -> list[str]:
+    """Leftovers of an interrupted run down, the images built, the stack up.
+
+    On a busy host a health check can time out once while compose waits on it, and compose
+    (v1) then gives up; ``up`` is idempotent, so it is tried again (twice, 5 s apart) before
+    it counts as a failure.
+    """
+    project = (
+        f'{docker_compose_command} -f "{docker_compose_file}" -p "{docker_compose_project_name}"'
+    )
+    up = "up -d --no-build --scale notify-invitations=1"
+    again = f"(sleep 5; {project} {up})"
+    return ["down -v --remove-orphans -t 5", "build", f"{up} || {again} || {again}"]
+
+
+@pytest.fixture(scope="session")
+def docker_cleanup() -> list[str]:
+    """Everything down, volumes included (``TACSO_COMPOSE_KEEP=1`` keeps the stack to look at)."""
+    if os.environ.get("TACSO_COMPOSE_KEEP") == "1":
+        return []
+    return ["down -v --remove-orphans -t 5"]
+
+
 @pytest.fixture(scope="module")
-def compose(request: pytest.FixtureRequest) -> Iterator[ComposeStack]:
-    stack = ComposeStack()
-    stack.down()  # leftovers of an interrupted run
+def compose(request: pytest.FixtureRequest, compose_config: ComposeStack) -> Iterator[ComposeStack]:
+    """The stack up (pytest-docker's ``docker_services``), healthy and seeded; its logs kept
+    under ``LOG_DIR`` when a test failed."""
+    stack = compose_config
     failed_before = request.session.testsfailed
     try:
-        stack.build()
-        stack.up()
+        stack.services = request.getfixturevalue("docker_services")
+    except BaseException:
+        # pytest-docker tears down only what it set up: a failed ``up`` is ours to clean.
+        stack.dump_logs()
+        stack.down()
+        raise
+    try:
         stack.wait_healthy()
+        for api, port in APIS.items():
+            stack.base_urls[api] = f"http://127.0.0.1:{stack.services.port_for(api, port)}"
         yield stack
     except BaseException:
         stack.dump_logs()
@@ -352,8 +428,6 @@ def compose(request: pytest.FixtureRequest) -> Iterator[ComposeStack]:
     finally:
         if request.session.testsfailed > failed_before:
             stack.dump_logs()
-        if os.environ.get("TACSO_COMPOSE_KEEP") != "1":
-            stack.down()
 
 
 @pytest.mark.timeout(120)
@@ -499,23 +573,35 @@ def test_prometheus_scrapes_every_process_and_sees_the_mail_counters_move(
         return health.keys() >= SCRAPED and all(t["health"] == "up" for t in targets)
 
     wait_until(all_up, timeout=120, interval=2, message="every Prometheus target up")
-    sent = 'sum(tacso_mails_total{kind="invitation",country="ME",outcome="sent"})'
-    before = compose.query(sent)
-    compose.register_many(3, "cso", "ME", ["youth"], "metrics-me")
+    # The BA scenario in small: BA CSOs of a topic no other test uses in BA, and a BA medium.
+    sent = {
+        kind: f'sum(tacso_mails_total{{kind="{kind}",country="BA",outcome="sent"}})'
+        for kind in ("invitation", "press_notice")
+    }
+    before = {kind: compose.query(promql) for kind, promql in sent.items()}
+    compose.register_many(3, "cso", "BA", ["youth"], "metrics-ba")
+    compose.register_many(1, "media", "BA", [], "metrics-media-ba")
+    media = compose.get(
+        "registry", "/api/v1/organisations", country="BA", kind="media", page_size=100
+    ).json()["items"]
 
-    event = compose.publish_event("ME", ["youth"])
+    event = compose.publish_event("BA", ["youth"])
 
     compose.wait_all_sent(event["id"], "invitation", 3)
-    # Scraped every 15 s: the counter shows the three mails within a few scrapes.
+    compose.wait_all_sent(event["id"], "press_notice", len(media))
+    # Scraped every 15 s: the counters show the mails within a few scrapes.
     wait_until(
-        lambda: compose.query(sent) >= before + 3,
+        lambda: (
+            compose.query(sent["invitation"]) >= before["invitation"] + 3
+            and compose.query(sent["press_notice"]) >= before["press_notice"] + len(media)
+        ),
         timeout=90,
         interval=3,
-        message="tacso_mails_total counted the three invitations",
+        message="tacso_mails_total counted the BA invitations and press notices",
     )
     assert compose.query('sum(tacso_http_requests_total{process="events",status="201"})') >= 1
     assert compose.query('max(tacso_outbox_pending_messages{service="events"})') == 0
-    assert compose.query('rabbitmq_queue_consumers{queue="notify.invitations.ME"}') >= 1
+    assert compose.query('rabbitmq_queue_consumers{queue="notify.invitations.BA"}') >= 1
 
 
 @pytest.mark.timeout(1800)

@@ -12,7 +12,8 @@ needs no outside service:
   directly or through another fixture, or is marked ``postgres``), or puts several real parts
   together: ``tests/authz`` (the three services with real tokens), a module marked so (a real
   browser, real SMTP servers).
-- ``e2e``: ``tests/e2e`` (the real processes) and ``tests/compose`` (the docker compose stack).
+- ``e2e``: ``tests/e2e`` and ``tests/client`` (the real processes) and ``tests/compose`` (the docker
+  compose stack).
 - ``faults``: ``tests/faults``, the fault suite.
 
 A test may set its kind itself with the marker; otherwise its folder and fixtures decide.
@@ -34,7 +35,13 @@ from support.smtp import RecordingSMTPServer
 KINDS = ("unit", "integration", "e2e", "faults")
 #: Fixtures that reach RabbitMQ or PostgreSQL: a test using any of them is an integration test.
 INFRASTRUCTURE_FIXTURES = frozenset({"amqp_url", "postgres_registry"})
-_FOLDER_KINDS = {"e2e": "e2e", "compose": "e2e", "faults": "faults", "authz": "integration"}
+_FOLDER_KINDS = {
+    "e2e": "e2e",
+    "client": "e2e",
+    "compose": "e2e",
+    "faults": "faults",
+    "authz": "integration",
+}
 
 
 def kind_of(item: pytest.Item) -> str:
