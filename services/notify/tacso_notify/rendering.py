@@ -156,11 +156,11 @@ class PreparedMessage:
     __slots__ = (
         "_id_suffix",
         "_personal",
-        "_unsubscribe",
-        "_unsubscribe_expires",
         "_segments",
         "_slots",
         "_slow",
+        "_unsubscribe",
+        "_unsubscribe_expires",
         "event_id",
         "kind",
         "revision",

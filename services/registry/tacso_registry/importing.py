@@ -26,7 +26,7 @@ from charset_normalizer import from_bytes
 from sqlalchemy.orm import Session
 
 from tacso_registry import operations, signups
-from tacso_registry.models import Organisation, OrganisationTopic, Signup, outbox
+from tacso_registry.models import Consent, Organisation, OrganisationTopic, Signup, outbox
 from tacso_shared.addresses import InvalidEmailAddress, parse_email_address
 from tacso_shared.contracts import (
     OrganisationRegistered,
@@ -374,6 +374,7 @@ def _write(
     orgs: list[dict[str, Any]] = []
     topics: list[dict[str, Any]] = []
     consents: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for org in created:
         orgs.append(
@@ -391,6 +392,19 @@ def _write(
         )
         topics.extend({"organisation_id": org["id"], "topic": t} for t in org["topics"])
         consents.append(_consent(org, now, basis))
+        # The organisation's consent record (registry's consents table): basis, source, time.
+        records.append(
+            {
+                "id": str(uuid.uuid4()),
+                "organisation_id": org["id"],
+                "basis": basis,
+                "source": "import",
+                "recorded_at": now,
+                "text_version": None,
+                "actor": None,
+                "withdrawn_at": None,
+            }
+        )
         message = OrganisationRegistered(
             organisation_id=org["id"],
             name=org["name"],
@@ -426,6 +440,8 @@ def _write(
     session.flush()
     if consents:
         session.execute(_table(Signup).insert(), consents)
+    if records:
+        session.execute(_table(Consent).insert(), records)
     if messages:
         session.execute(outbox.insert(), messages)
 

@@ -164,9 +164,14 @@ def confirm(session: Session, token: LinkToken, correlation_id: str | None = Non
             "email": signup.email,
             "language": signup.language,
             "topics": signup.topic_list,
-            "mailing_consent": True,
+            "consent": {
+                "basis": "consent",
+                "source": "self_registration",
+                "text_version": signup.consent_text_version,
+            },
         },
         correlation_id,
+        actor="self-registration",
     )
     signup.organisation_id = org.id
     return Confirmation(org.id, created=True)
