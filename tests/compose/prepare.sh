@@ -99,6 +99,7 @@ build "$(image_of rabbitmq)" "$HERE/standins/rabbitmq" & pids+=($!)
 build "$(image_of postgres)" "$HERE/standins/postgres" & pids+=($!)
 build "$(image_of axllent/mailpit)" "$MPCTX" & pids+=($!)
 build "$(image_of prom/prometheus)" "$HERE/standins/prometheus" & pids+=($!)
+build "$(image_of redis)" "$HERE/standins/redis" & pids+=($!)
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 rm -rf "$PYCTX" "$(dirname "$MPCTX")"
