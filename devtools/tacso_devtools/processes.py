@@ -94,7 +94,7 @@ PROCESSES: tuple[Process, ...] = (
 )
 
 #: Third-party services a deployment needs besides our processes (not in the manifest).
-INFRASTRUCTURE: frozenset[str] = frozenset({"postgres", "rabbitmq", "mailpit", "prometheus"})
+INFRASTRUCTURE: frozenset[str] = frozenset({"postgres", "rabbitmq", "redis", "mailpit", "prometheus"})
 
 
 def by_name(processes: Sequence[Process] = PROCESSES) -> dict[str, Process]:

@@ -45,17 +45,23 @@ RABBITMQ_USER, RABBITMQ_PASSWORD, RABBITMQ_VHOST = "tacso", "compose-test-mq", "
 LONG_RUNNING = (
     "postgres",
     "rabbitmq",
+    "redis",
     "mailpit",
     "prometheus",
     "registry",
     "registry-relay",
     "events",
     "events-relay",
+    "events-scheduler",
     "notify",
     "notify-invitations",
     "notify-press-notices",
     "notify-registrations",
+    "notify-updates",
+    "notify-reminders",
     "notify-accounts",
+    "notify-webhooks",
+    "notify-registry",
 )
 # Variables the harness passes through to docker / docker-compose; everything else is set here,
 # so nothing from the caller's environment or a developer's .env leaks into the stack.
@@ -72,7 +78,12 @@ STATELESS = (
     "notify-invitations",
     "notify-press-notices",
     "notify-registrations",
+    "notify-updates",
+    "notify-reminders",
     "notify-accounts",
+    "notify-webhooks",
+    "notify-registry",
+    "events-scheduler",
 )
 
 
@@ -557,7 +568,12 @@ SCRAPED = {
     "notify-invitations",
     "notify-press-notices",
     "notify-registrations",
+    "notify-updates",
+    "notify-reminders",
     "notify-accounts",
+    "notify-webhooks",
+    "notify-registry",
+    "events-scheduler",
     "rabbitmq",
     "prometheus",
 }
