@@ -16,7 +16,8 @@ Transport: a 429 or 503 is retried with exponential backoff, honouring ``Retry-A
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Concatenate, NamedTuple, ParamSpec, TypeVar, cast
 from urllib.parse import quote
 
@@ -30,26 +31,40 @@ from tacso_client.errors import error_for
 from tacso_client.types import (
     ApiKey,
     ApiKeyCreated,
+    AudiencePreview,
     AuditEntry,
     BounceReport,
     Caller,
+    Consent,
     Delivery,
     DeliverySummary,
     Event,
     EventCreate,
     EventReport,
+    ImportReport,
     InvitedUser,
     Jwks,
     Organisation,
     OrganisationCreate,
+    OrganisationPatch,
+    Preferences,
+    Registration,
+    SignupAccepted,
+    SignupCreate,
     Suppression,
     Token,
     Topic,
+    Webhook,
+    WebhookCreated,
+    WebhookDelivery,
 )
 
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S", bound="ServiceApi")
+
+#: The media type of a JSON merge patch (RFC 7396).
+MERGE_PATCH = "application/merge-patch+json"
 
 #: Statuses retried (with backoff, after ``Retry-After`` when the server sends one).
 RETRY_STATUSES = frozenset({429, 503})
@@ -86,6 +101,24 @@ def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
+def _flag(value: bool | None) -> str | None:
+    """A boolean query parameter as the APIs read it (``true``/``false``)."""
+    return None if value is None else str(value).lower()
+
+
+def _merge_patch(patch: Mapping[str, Any], if_match: str | None = None) -> dict[str, Any]:
+    """The ``requests`` arguments of a JSON merge patch, conditional on ``if_match``."""
+    headers = {"Content-Type": MERGE_PATCH}
+    if if_match is not None:
+        headers["If-Match"] = _entity_tag(if_match)
+    return {"data": json.dumps(patch).encode(), "headers": headers}
+
+
+def _entity_tag(tag: str) -> str:
+    """``tag`` quoted as an entity tag (an ETag header's value is used as it is)."""
+    return tag if tag.startswith(('"', "W/", "*")) else f'"{tag}"'
+
+
 class ServiceApi:
     """The operations of one service, at its base URL, through the client's session."""
 
@@ -114,14 +147,19 @@ class ServiceApi:
         return self._request(op, path_params, **kwargs).json()
 
     def _pages(
-        self, op: Endpoint, params: Mapping[str, Any], page_size: int | None
+        self,
+        op: Endpoint,
+        params: Mapping[str, Any],
+        page_size: int | None,
+        path_params: Mapping[str, str] | None = None,
     ) -> Iterator[Any]:
         """Every item of a paged list, fetching page after page as the iteration goes.
 
         Follows, in this order: a ``Link: <...>; rel="next"`` header, a keyset cursor
         (``next_after``), else ``page`` + 1 until ``total`` items were seen or a page is empty.
         """
-        url: str | None = self.url(op)
+        first = self.url(op, path_params)
+        url: str | None = first
         query: dict[str, Any] | None = _clean({**params, "page_size": page_size})
         while url is not None:
             response = self.client.send(op.method, url, params=query)
@@ -133,11 +171,11 @@ class ServiceApi:
                 url, query = response.links["next"]["url"], None
             elif "next_after" in body:
                 if body["next_after"]:
-                    url = self.url(op)
+                    url = first
                     query = {**(query or {}), "after": body["next_after"]}
                     query.pop("page", None)
             elif items and body["page"] * body["page_size"] < body["total"]:
-                url, query = self.url(op), {**(query or {}), "page": body["page"] + 1}
+                url, query = first, {**(query or {}), "page": body["page"] + 1}
 
     @operation("GET", "/api/v1/audit")
     def audit(
@@ -185,7 +223,7 @@ class RegistryApi(ServiceApi):
             "country": country,
             "kind": kind,
             "topic": topic,
-            "mailing_consent": None if mailing_consent is None else str(mailing_consent).lower(),
+            "mailing_consent": _flag(mailing_consent),
         }
         return self._pages(op, params, page_size)
 
@@ -198,6 +236,68 @@ class RegistryApi(ServiceApi):
     def organisation(self, op: Endpoint, organisation_id: str) -> Organisation:
         """One organisation."""
         return cast(Organisation, self._json(op, {"organisation_id": organisation_id}))
+
+    @operation("PATCH", "/api/v1/organisations/{organisation_id}")
+    def update_organisation(
+        self, op: Endpoint, organisation_id: str, patch: OrganisationPatch
+    ) -> Organisation:
+        """Change an organisation (JSON merge patch: only the keys given change)."""
+        path = {"organisation_id": organisation_id}
+        return cast(Organisation, self._json(op, path, **_merge_patch(patch)))
+
+    @operation("DELETE", "/api/v1/organisations/{organisation_id}")
+    def erase_organisation(self, op: Endpoint, organisation_id: str) -> None:
+        """Erase an organisation (its personal data; a 410 afterwards)."""
+        self._request(op, {"organisation_id": organisation_id})
+
+    @operation("POST", "/api/v1/organisations/{organisation_id}/deactivate")
+    def deactivate_organisation(self, op: Endpoint, organisation_id: str) -> Organisation:
+        """Stop mailing an organisation (it stays registered)."""
+        return cast(Organisation, self._json(op, {"organisation_id": organisation_id}))
+
+    @operation("POST", "/api/v1/organisations/{organisation_id}/activate")
+    def activate_organisation(self, op: Endpoint, organisation_id: str) -> Organisation:
+        """Mail a deactivated organisation again."""
+        return cast(Organisation, self._json(op, {"organisation_id": organisation_id}))
+
+    @operation("GET", "/api/v1/organisations/{organisation_id}/preferences")
+    def preferences(self, op: Endpoint, organisation_id: str) -> Preferences:
+        """An organisation's mailing preferences."""
+        return cast(Preferences, self._json(op, {"organisation_id": organisation_id}))
+
+    @operation("PUT", "/api/v1/organisations/{organisation_id}/preferences")
+    def set_preferences(
+        self, op: Endpoint, organisation_id: str, preferences: Preferences
+    ) -> Preferences:
+        """Replace an organisation's mailing preferences."""
+        path = {"organisation_id": organisation_id}
+        return cast(Preferences, self._json(op, path, json=preferences))
+
+    @operation("GET", "/api/v1/organisations/{organisation_id}/consents")
+    def consents(self, op: Endpoint, organisation_id: str) -> list[Consent]:
+        """An organisation's consent records (given and withdrawn)."""
+        return cast(list[Consent], self._json(op, {"organisation_id": organisation_id}))
+
+    @operation("POST", "/api/v1/organisations/import")
+    def import_organisations(
+        self,
+        op: Endpoint,
+        csv: bytes | str,
+        *,
+        dry_run: bool = False,
+        existing: str | None = None,
+    ) -> ImportReport:
+        """Import organisations from a CSV file; ``existing``: ``skip`` (the API's default) or
+        ``update`` rows whose address is known. ``dry_run``: report, write nothing."""
+        body = csv.encode() if isinstance(csv, str) else csv
+        params = _clean({"dry_run": _flag(dry_run), "existing": existing})
+        headers = {"Content-Type": "text/csv"}
+        return cast(ImportReport, self._json(op, data=body, params=params, headers=headers))
+
+    @operation("POST", "/api/v1/signups")
+    def sign_up(self, op: Endpoint, signup: SignupCreate) -> SignupAccepted:
+        """Ask to join (public, double opt-in): the answer is the same for a known address."""
+        return cast(SignupAccepted, self._json(op, json=signup))
 
     @operation("GET", "/api/v1/topics")
     def topics(self, op: Endpoint) -> list[Topic]:
@@ -313,6 +413,100 @@ class EventsApi(ServiceApi):
         """Publish a draft."""
         return cast(Event, self._json(op, {"event_id": event_id}))
 
+    @operation("GET", "/api/v1/events/{event_id}")
+    def event_etag(self, op: Endpoint, event_id: str) -> str:
+        """The event's current entity tag, for ``if_match`` of :meth:`update_event` and
+        :meth:`cancel_event`."""
+        return self._request(op, {"event_id": event_id}).headers["ETag"]
+
+    @operation("PATCH", "/api/v1/events/{event_id}")
+    def update_event(
+        self,
+        op: Endpoint,
+        event_id: str,
+        patch: Mapping[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> Event:
+        """Edit an event with a JSON merge patch of the create fields (``None`` removes an
+        optional value). ``if_match``: only if the event is still at this ETag (else 412)."""
+        path = {"event_id": event_id}
+        return cast(Event, self._json(op, path, **_merge_patch(patch, if_match)))
+
+    @operation("POST", "/api/v1/events/{event_id}/cancel")
+    def cancel_event(
+        self, op: Endpoint, event_id: str, reason: str, *, if_match: str | None = None
+    ) -> Event:
+        """Cancel a published event; ``reason`` is shown to everyone who was told."""
+        headers = {} if if_match is None else {"If-Match": _entity_tag(if_match)}
+        path = {"event_id": event_id}
+        return cast(Event, self._json(op, path, json={"reason": reason}, headers=headers))
+
+    @operation("POST", "/api/v1/events/{event_id}/registrations")
+    def register(
+        self,
+        op: Endpoint,
+        event_id: str,
+        organisation_id: str,
+        *,
+        seats: int | None = None,
+        note: str | None = None,
+    ) -> Registration:
+        """Register an organisation for an event: confirmed, or waitlisted when it is full."""
+        body = _clean({"organisation_id": organisation_id, "seats": seats, "note": note})
+        return cast(Registration, self._json(op, {"event_id": event_id}, json=body))
+
+    @operation("GET", "/api/v1/events/{event_id}/registrations")
+    def registrations(
+        self,
+        op: Endpoint,
+        event_id: str,
+        *,
+        status: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Registration]:
+        """An event's registrations in arrival order, all pages (an organisation member: its
+        own only)."""
+        return self._pages(op, {"status": status}, page_size, {"event_id": event_id})
+
+    @operation("DELETE", "/api/v1/events/{event_id}/registrations/{registration_id}")
+    def cancel_registration(self, op: Endpoint, event_id: str, registration_id: str) -> None:
+        """Withdraw a registration (its seats go to the waitlist)."""
+        self._request(op, {"event_id": event_id, "registration_id": registration_id})
+
+    @operation("POST", "/api/v1/events/{event_id}/registrations/{registration_id}/claim")
+    def claim_registration(self, op: Endpoint, event_id: str, registration_id: str) -> Registration:
+        """Claim an offered seat before the offer expires."""
+        path = {"event_id": event_id, "registration_id": registration_id}
+        return cast(Registration, self._json(op, path))
+
+    @operation("GET", "/api/v1/events.ics")
+    def calendar(
+        self,
+        op: Endpoint,
+        *,
+        country: str | None = None,
+        topics: Sequence[str] = (),
+        type: str | None = None,
+    ) -> str:
+        """The iCalendar feed of upcoming (and recently cancelled) events (public)."""
+        params = {"country": country, "topic": list(topics) or None, "type": type}
+        return self._request(op, params=_clean(params)).text
+
+    @operation("GET", "/events")
+    def listing_page(
+        self,
+        op: Endpoint,
+        *,
+        country: str | None = None,
+        topics: Sequence[str] = (),
+        type: str | None = None,
+        lang: str | None = None,
+    ) -> str:
+        """The public HTML list of upcoming events (in ``lang``, else the API's default)."""
+        params = {"country": country, "topic": list(topics) or None, "type": type, "lang": lang}
+        return self._request(op, params=_clean(params)).text
+
 
 class NotifyApi(ServiceApi):
     """Invitations, press notices, the delivery ledger, suppressions (notify)."""
@@ -377,6 +571,59 @@ class NotifyApi(ServiceApi):
         """The same report as CSV (UTF-8 with a BOM, for spreadsheets)."""
         response = self._request(op, {"event_id": event_id}, params={"format": "csv"})
         return response.content.decode("utf-8-sig")
+
+    @operation("GET", "/api/v1/events/{event_id}/audience")
+    def audience(self, op: Endpoint, event_id: str) -> AudiencePreview:
+        """Who would get the event's invitation and press notice if it were published now."""
+        return cast(AudiencePreview, self._json(op, {"event_id": event_id}))
+
+    @operation("GET", "/api/v1/webhooks")
+    def webhooks(self, op: Endpoint) -> list[Webhook]:
+        """Webhook subscriptions the caller may see (never their secrets)."""
+        return cast(list[Webhook], self._json(op)["items"])
+
+    @operation("POST", "/api/v1/webhooks")
+    def create_webhook(
+        self,
+        op: Endpoint,
+        url: str,
+        event_types: Sequence[str],
+        *,
+        countries: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> WebhookCreated:
+        """Subscribe ``url`` to event types; the signing ``secret`` is shown this once."""
+        body = _clean(
+            {
+                "url": url,
+                "event_types": list(event_types),
+                "countries": None if countries is None else list(countries),
+                "description": description,
+            }
+        )
+        return cast(WebhookCreated, self._json(op, json=body))
+
+    @operation("GET", "/api/v1/webhooks/{subscription_id}")
+    def webhook(self, op: Endpoint, subscription_id: str) -> Webhook:
+        """One webhook subscription."""
+        return cast(Webhook, self._json(op, {"subscription_id": subscription_id}))
+
+    @operation("DELETE", "/api/v1/webhooks/{subscription_id}")
+    def delete_webhook(self, op: Endpoint, subscription_id: str) -> None:
+        """Unsubscribe (the subscription and its delivery log are removed)."""
+        self._request(op, {"subscription_id": subscription_id})
+
+    @operation("POST", "/api/v1/webhooks/{subscription_id}/enable")
+    def enable_webhook(self, op: Endpoint, subscription_id: str) -> Webhook:
+        """Enable a subscription notify disabled."""
+        return cast(Webhook, self._json(op, {"subscription_id": subscription_id}))
+
+    @operation("GET", "/api/v1/webhooks/{subscription_id}/deliveries")
+    def webhook_deliveries(
+        self, op: Endpoint, subscription_id: str, *, page_size: int | None = None
+    ) -> Iterator[WebhookDelivery]:
+        """A subscription's delivery log, newest first, all pages."""
+        return self._pages(op, {}, page_size, {"subscription_id": subscription_id})
 
 
 class _NoAuth(AuthBase):

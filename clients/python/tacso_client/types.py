@@ -99,6 +99,66 @@ class AuditEntry(TypedDict):
     correlation_id: str | None
 
 
+class OrganisationPatch(TypedDict, total=False):
+    """A JSON merge patch of an organisation: only the keys given change (null clears
+    ``topics``/``contacts``)."""
+
+    name: str
+    email: str
+    language: str
+    topics: list[str] | None
+    contacts: list[dict[str, Any]] | None
+
+
+class Consent(TypedDict):
+    basis: str
+    source: str
+    recorded_at: str
+    text_version: str | None
+    actor: str | None
+    withdrawn_at: str | None
+
+
+class Preferences(TypedDict):
+    all: bool
+    kinds: NotRequired[dict[str, bool]]
+    topics_opted_out: NotRequired[list[str]]
+
+
+class SignupCreate(TypedDict):
+    name: str
+    kind: str
+    country: str
+    email: str
+    language: str
+    consent_text_version: str
+    consent: bool
+    topics: NotRequired[list[str]]
+
+
+class SignupAccepted(TypedDict):
+    status: str
+    message: str
+
+
+class ImportRow(TypedDict):
+    line: int
+    outcome: str
+    email: str | None
+    reason: str | None
+    organisation_id: str | None
+
+
+class ImportReport(TypedDict):
+    dry_run: bool
+    encoding: str
+    columns: dict[str, str]
+    created: int
+    updated: int
+    skipped: int
+    rows: list[ImportRow]
+
+
 # ---- events ----------------------------------------------------------------------------------
 
 
@@ -147,6 +207,20 @@ class Event(TypedDict):
     created_at: str
     updated_at: str
     published_at: str | None
+
+
+class Registration(TypedDict):
+    id: str
+    event_id: str
+    organisation_id: str
+    status: str
+    seats: int
+    note: str | None
+    position: NotRequired[int | None]
+    offer_expires_at: str | None
+    sequence: int
+    created_at: str
+    updated_at: str
 
 
 # ---- notify ----------------------------------------------------------------------------------
@@ -207,3 +281,46 @@ class EventReport(TypedDict):
     suppressed_recipients: int
     first_sent_at: str | None
     last_sent_at: str | None
+
+
+class Webhook(TypedDict):
+    id: str
+    url: str
+    event_types: list[str]
+    countries: list[str] | None
+    description: NotRequired[str | None]
+    enabled: bool
+    disabled_reason: NotRequired[str | None]
+    disabled_at: NotRequired[str | None]
+    created_by: str
+    created_at: str
+
+
+class WebhookCreated(Webhook):
+    secret: str
+
+
+class WebhookDelivery(TypedDict):
+    id: int
+    message_id: str
+    event_type: str
+    country: str
+    status: str
+    attempts: int
+    last_status_code: NotRequired[int | None]
+    last_error: NotRequired[str | None]
+    next_attempt_at: NotRequired[str | None]
+    created_at: str
+    delivered_at: NotRequired[str | None]
+
+
+class AudiencePreview(TypedDict):
+    """Who would get each kind of mail if the event were published now (``invitation`` and
+    ``press_notice``: recipients, by_language, by_topic, excluded, ...)."""
+
+    event_id: str
+    status: str
+    country: str
+    topics: list[str]
+    invitation: dict[str, Any]
+    press_notice: dict[str, Any]
