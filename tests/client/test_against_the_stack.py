@@ -18,6 +18,7 @@ from support.smtp import RecordingSMTPServer
 from support.stack import ADMIN_KEY, Stack
 from support.waiting import wait_until
 from tacso_client import (
+    ApiError,
     ApiKey,
     ClientCredentials,
     Conflict,
@@ -218,6 +219,45 @@ class TestErrors:
 
         assert raised.value.status == 404
         assert raised.value.message
+
+
+class TestEventChanges:
+    def test_an_event_is_patched_registered_for_and_its_registrations_listed(
+        self, tacso: TacsoClient
+    ) -> None:
+        office = next(tacso.registry.organisations(country="XK", kind="tacso_office"))
+        cso = tacso.registry.create_organisation(_org("rsvp", "cso", "XK", []))
+        event = tacso.events.create_event(
+            {
+                "title": "Registration workshop",
+                "type": "workshop",
+                "country": "XK",
+                "topics": ["environment"],
+                "starts_at": "2026-12-21T09:00:00+00:00",
+                "ends_at": "2026-12-21T12:00:00+00:00",
+                "online_url": "https://meet.example.org/rsvp",
+                "capacity": 10,
+                "organiser_id": office["id"],
+            }
+        )
+        etag = tacso.events.event_etag(event["id"])
+
+        patched = tacso.events.update_event(
+            event["id"], {"title": "Renamed workshop", "capacity": 5}, if_match=etag
+        )
+        with pytest.raises(ApiError) as stale:
+            tacso.events.update_event(event["id"], {"title": "Again"}, if_match=etag)
+        registration = tacso.events.register(event["id"], cso["id"], seats=2)
+        listed = list(tacso.events.registrations(event["id"], page_size=1))
+        tacso.events.cancel_registration(event["id"], registration["id"])
+        cancelled = list(tacso.events.registrations(event["id"], status="cancelled"))
+
+        assert (patched["title"], patched["capacity"]) == ("Renamed workshop", 5)
+        assert patched["revision"] == event["revision"], "no material change"
+        assert stale.value.status == 412
+        assert (registration["status"], registration["seats"]) == ("confirmed", 2)
+        assert [r["id"] for r in listed] == [registration["id"]]
+        assert [r["id"] for r in cancelled] == [registration["id"]]
 
 
 def _wait_all_sent(tacso: TacsoClient, event_id: str, expected: int) -> list[Delivery]:
