@@ -259,6 +259,32 @@ class TestEventChanges:
         assert [r["id"] for r in listed] == [registration["id"]]
         assert [r["id"] for r in cancelled] == [registration["id"]]
 
+    def test_an_organisation_is_patched_deactivated_and_its_preferences_replaced(
+        self, tacso: TacsoClient
+    ) -> None:
+        org = tacso.registry.create_organisation(_org("prefs", "cso", "XK", ["environment"]))
+
+        patched = tacso.registry.update_organisation(org["id"], {"name": "Renamed CSO"})
+        tacso.registry.deactivate_organisation(org["id"])
+        tacso.registry.activate_organisation(org["id"])
+        wanted = tacso.registry.set_preferences(
+            org["id"], {"all": True, "topics_opted_out": ["environment"]}
+        )
+        read = tacso.registry.preferences(org["id"])
+
+        assert (patched["name"], patched["email"]) == ("Renamed CSO", org["email"])
+        assert read == wanted and read["topics_opted_out"] == ["environment"]
+
+    def test_the_calendar_and_the_listing_page_need_no_credential(
+        self, client_of: ClientOf
+    ) -> None:
+        with client_of(None) as client:
+            calendar = client.events.calendar(country="XK", topics=["environment"])
+            page = client.events.listing_page(country="XK", lang="en")
+
+        assert calendar.startswith("BEGIN:VCALENDAR")
+        assert "<html" in page.lower()
+
 
 def _wait_all_sent(tacso: TacsoClient, event_id: str, expected: int) -> list[Delivery]:
     def all_sent() -> list[Delivery] | None:
