@@ -94,7 +94,9 @@ PROCESSES: tuple[Process, ...] = (
 )
 
 #: Third-party services a deployment needs besides our processes (not in the manifest).
-INFRASTRUCTURE: frozenset[str] = frozenset({"postgres", "rabbitmq", "redis", "mailpit", "prometheus"})
+INFRASTRUCTURE: frozenset[str] = frozenset(
+    {"postgres", "rabbitmq", "redis", "mailpit", "prometheus"}
+)
 
 
 def by_name(processes: Sequence[Process] = PROCESSES) -> dict[str, Process]:
