@@ -313,6 +313,42 @@ class TestEventReport:
         assert "550 5.1.1 no such mailbox" in page
         assert "<main>" in page and 'lang="en"' in page
 
+    def test_the_rsvp_funnel_counts_invitations_then_registrations_by_status(
+        self,
+        client: FlaskClient,
+        admin: dict[str, str],
+        notify: Notify,
+        deliveries: dict[str, list[int]],
+    ) -> None:
+        from tacso_notify.mirror import record_registration
+        from tacso_shared.contracts import RegistrationChanged
+        from tacso_shared.db import transaction
+
+        answers = [("o1", "confirmed", 1), ("o2", "confirmed", 1), ("o3", "waitlisted", 1)]
+        answers += [("o4", "declined", 1), ("o2", "cancelled", 2)]  # o2 cancels later
+        with transaction(notify.sessions) as session:
+            for org, status, sequence in answers:
+                record_registration(
+                    session,
+                    RegistrationChanged(
+                        f"r-{org}", org, status, 1, sequence, datetime.now(UTC), event("ev-a")
+                    ),
+                )
+
+        report = get_json(client, admin, self.URL)
+        page = client.get(self.URL, headers={**admin, "Accept": "text/html"}).data.decode()
+
+        assert report["funnel"] == {
+            "invited": 3,
+            "confirmed": 1,
+            "offered": 0,
+            "waitlisted": 1,
+            "declined": 1,
+            "cancelled": 1,
+            "expired": 0,
+        }
+        assert 'aria-label="RSVP funnel"' in page and ">invited<" in page
+
     def test_an_event_without_deliveries_is_a_404_and_a_bad_format_a_422(
         self, client: FlaskClient, admin: dict[str, str], deliveries: dict[str, list[int]]
     ) -> None:

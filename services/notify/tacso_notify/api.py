@@ -15,7 +15,13 @@ from tacso_notify.audience import AudienceUnavailable, RegistryDirectory
 from tacso_notify.bootstrap import Notify
 from tacso_notify.bounces import BounceReport, NotAMessage, ingest_bounce
 from tacso_notify.models import STATUSES, audit_log
-from tacso_notify.reports import NoDeliveries, event_report, report_csv, report_svg
+from tacso_notify.reports import (
+    NoDeliveries,
+    event_report,
+    funnel_svg,
+    report_csv,
+    report_svg,
+)
 from tacso_notify.schemas import (
     AudiencePreviewSchema,
     BounceReportSchema,
@@ -169,7 +175,8 @@ class EventReport(MethodView):
     @blp.response(200, EventReportSchema)
     @blp.alt_response(404, description="No deliveries of this event (in the caller's scope)")
     def get(self, args: dict[str, str], event_id: str) -> Any:
-        """One event's mail: counts by kind and status, failures by reason, mail over time.
+        """One event's mail: counts by kind and status, failures by reason, mail over time, and
+        the RSVP funnel (invited, then registrations by status).
 
         JSON by default; CSV (`?format=csv` or `Accept: text/csv`: `kind,status,reason,count`,
         UTF-8 with a BOM) or an HTML page with a chart (`?format=html` or `Accept: text/html`).
@@ -201,6 +208,7 @@ class EventReport(MethodView):
                     report=report,
                     statuses=STATUSES,
                     chart=report_svg(report),
+                    funnel=funnel_svg(report),
                     failures=[row for row in report.rows if row.reason],
                 )
             )

@@ -17,7 +17,11 @@ from xml.sax.saxutils import escape
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from tacso_notify.models import FAILED, SENT, Delivery, Suppression
+from tacso_notify.models import FAILED, SENT, Delivery, RegistrationState, Suppression
+
+#: The RSVP funnel's steps, in order: invited (an invitation accepted by the SMTP server), then
+#: the organisations whose registration is now in each status (notify's registration mirror).
+FUNNEL = ("invited", "confirmed", "offered", "waitlisted", "declined", "cancelled", "expired")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class EventReport:
     first_sent_at: datetime | None
     last_sent_at: datetime | None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: The RSVP funnel (:data:`FUNNEL`): invited, then registrations by their current status.
+    funnel: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -76,6 +82,11 @@ def event_report(sessions: sessionmaker[Session], event_id: str) -> EventReport:
                 d.event_id == event_id, d.status == SENT, d.sent_at.is_not(None)
             )
         ).all()
+        statuses = session.execute(
+            sa.select(RegistrationState.status, sa.func.count())
+            .where(RegistrationState.event_id == event_id)
+            .group_by(RegistrationState.status)
+        ).all()
         suppressed = session.scalar(
             sa.select(sa.func.count(sa.distinct(d.recipient))).where(
                 d.event_id == event_id,
@@ -98,6 +109,11 @@ def event_report(sessions: sessionmaker[Session], event_id: str) -> EventReport:
         buckets[(minute, kind)] = buckets.get((minute, kind), 0) + 1
     timeline = [TimelinePoint(at, kind, n) for (at, kind), n in sorted(buckets.items())]
     moments = [moment for _, moment in sent_at if moment is not None]
+    funnel = dict.fromkeys(FUNNEL, 0)
+    funnel["invited"] = counts.get("invitation", {}).get(SENT, 0)
+    for status, count in statuses:
+        if status in funnel:
+            funnel[status] += count
     return EventReport(
         event_id=event_id,
         rows=rows,
@@ -106,6 +122,7 @@ def event_report(sessions: sessionmaker[Session], event_id: str) -> EventReport:
         first_sent_at=min(moments) if moments else None,
         last_sent_at=max(moments) if moments else None,
         counts=counts,
+        funnel=funnel,
     )
 
 
@@ -118,6 +135,28 @@ def report_csv(report: EventReport) -> bytes:
         writer.writerow([row.kind, row.status, row.reason, row.count])
     # The BOM tells spreadsheet programs the file is UTF-8.
     return "\ufeff".encode() + out.getvalue().encode("utf-8")
+
+
+def funnel_svg(report: EventReport, width: int = 560, bar: int = 22) -> str:
+    """The RSVP funnel as horizontal bars (one per step, longest = the largest): inline SVG."""
+    steps = list(report.funnel.items())
+    top = max([count for _, count in steps] + [1])
+    label_width, gap = 110, 6
+    height = len(steps) * (bar + gap)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="RSVP funnel">'
+    ]
+    for index, (step, count) in enumerate(steps):
+        y = index * (bar + gap)
+        length = round((width - label_width - 60) * count / top)
+        parts.append(
+            f'<text x="0" y="{y + bar - 6}" font-size="13">{escape(step)}</text>'
+            f'<rect x="{label_width}" y="{y}" width="{length}" height="{bar}" fill="#1f5f8b"/>'
+            f'<text x="{label_width + length + 6}" y="{y + bar - 6}" font-size="13">{count}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def report_svg(report: EventReport, width: int = 560, height: int = 180) -> str:

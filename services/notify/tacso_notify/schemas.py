@@ -186,6 +186,14 @@ class EventReportSchema(Schema):
 
     event_id = fields.String(required=True)
     total = fields.Integer(required=True)
+    funnel = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={
+            "description": "The RSVP funnel: invited (invitations accepted by the SMTP server), "
+            "then organisations by the current status of their registration"
+        },
+    )
     counts = fields.Dict(
         keys=fields.String(),
         values=fields.Dict(keys=fields.String(), values=fields.Integer()),
