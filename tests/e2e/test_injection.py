@@ -35,6 +35,7 @@ EXPECTED_HEADERS = {
     "content-type",
     "auto-submitted",
     "list-unsubscribe",
+    "reply-to",
     "list-unsubscribe-post",
     "x-tacso-event-id",
     "x-tacso-revision",
