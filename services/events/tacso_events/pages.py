@@ -229,12 +229,18 @@ def _state(language: str, status: str | None, seats: int, position: int | None, 
 
 
 def _cross_site() -> bool:
-    """True when the browser says the form was sent from another site."""
+    """True when the browser says the form was sent from another site.
+
+    ``Sec-Fetch-Site`` decides where the browser sends it (every current one does). Without it,
+    the ``Origin`` must be ours; ``null`` passes, because a page served with
+    ``Referrer-Policy: no-referrer`` (ours) makes a browser send ``Origin: null`` for its own
+    form (the link's token is the capability in any case).
+    """
     fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return True
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return False
     ours = {
         f"{request.scheme}://{request.host}",

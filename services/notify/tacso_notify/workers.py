@@ -26,6 +26,7 @@ from tacso_notify.rendering import RsvpLinks
 from tacso_notify.sending import SenderPool
 from tacso_notify.subscriptions import ACCOUNTS, CHANGE_FAMILIES, QUEUE_FAMILIES, QUEUE_KINDS
 from tacso_notify.tasks import PageTask, load_message, page_task_message
+from tacso_notify.unsubscribe import UnsubscribeLinks
 from tacso_notify.webhooks import deliver_due, record_message
 from tacso_shared import correlation
 from tacso_shared.calendar import uid_domain
@@ -83,6 +84,10 @@ def build_worker(
         lease_seconds=settings.lease_seconds,
         stopping=stopping,
         hand_on=hand_on,
+        # Every bulk mail: its recipient's List-Unsubscribe headers and preferences link.
+        unsubscribe=UnsubscribeLinks(
+            LinkSigner(settings.common.link_signing_keys), settings.common.registry_public_url
+        ),
     )
     handler: Handler
     warm: Callable[[], None]
