@@ -131,7 +131,9 @@ class Stack(ApiClient):
             if port is not None:
                 wait_until(
                     functools.partial(self._healthy, port),
-                    timeout=60,
+                    # Generous: a stack of 17 processes starting at once on a busy 2-core
+                    # machine can take over a minute before the first API answers.
+                    timeout=180,
                     message=f"{name} did not become healthy",
                 )
 
