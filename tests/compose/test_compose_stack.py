@@ -83,7 +83,6 @@ STATELESS = (
     "notify-accounts",
     "notify-webhooks",
     "notify-registry",
-    "events-scheduler",
 )
 
 
