@@ -40,12 +40,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/codespell
 
-# Everything but the compose stack: unit, integration, end to end (SQLite and PostgreSQL) and
-# the fault suite (tests/faults restarts the local RabbitMQ app once). Prints branch coverage
-# and fails under its floor (fail_under in pyproject.toml).
+# Everything but the compose stack: unit, integration, end to end (SQLite and PostgreSQL) and,
+# last, the fault suite (tests/faults restarts the local RabbitMQ app once). Prints branch
+# coverage and fails under its floor (fail_under in pyproject.toml), and the slowest tests.
 test: lint
 	@bash tests/ensure_tools.sh
-	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
 
 # Tests marked unit (tests/support/fixtures.py decides): no broker, no database server.
 unit: $(STAMP)

@@ -12,7 +12,9 @@ from support.stack import ADMIN_KEY, Stack, running_stack
 from tacso_client import ApiKey, TacsoClient
 
 
-@pytest.fixture(scope="session")
+# Package scope (tests/client is a package): the stack stops after the client's tests instead of
+# idling through the rest of the session.
+@pytest.fixture(scope="package")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, smtp_server: RecordingSMTPServer
 ) -> Iterator[Stack]:

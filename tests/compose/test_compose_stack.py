@@ -74,6 +74,7 @@ STATELESS = (
     "registry-relay",
     "events",
     "events-relay",
+    "events-scheduler",
     "notify",
     "notify-invitations",
     "notify-press-notices",

@@ -110,7 +110,10 @@ def _migrate_and_check(vhost_url: str, tmp_path: Any) -> None:
         }
     ).invoke(cli, ["migrate"])
     assert result.exit_code == 0, result.output
-    with closing(pika.BlockingConnection(pika.URLParameters(vhost_url))) as connection:
+    # A few attempts: right after a burst of quorum-queue declarations a busy broker has been
+    # seen to take over 15 s (pika's handshake timeout) to accept the next connection.
+    parameters = pika.URLParameters(f"{vhost_url}?connection_attempts=4&retry_delay=2")
+    with closing(pika.BlockingConnection(parameters)) as connection:
         channel = connection.channel()
         for family in (INVITATIONS, PRESS_NOTICES):
             for queue in family.queues():

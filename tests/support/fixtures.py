@@ -74,11 +74,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(line)
 
 
+#: Where each kind runs in the session: the quick kinds first (a failure shows early), then the
+#: real processes, then the fault suite, which restarts the local RabbitMQ and starts a cluster of
+#: its own: nothing else runs on the broker after that.
+_RUN_ORDER = {"unit": 0, "integration": 0, "e2e": 1, "faults": 2}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kinds: dict[pytest.Item, str] = {}
     for item in items:
-        kind = kind_of(item)
+        kind = kinds[item] = kind_of(item)
         if item.get_closest_marker(kind) is None:
             item.add_marker(getattr(pytest.mark, kind))
+    # A stable sort: the order inside each group (and so pytest's grouping by fixture) is kept.
+    items.sort(key=lambda item: _RUN_ORDER[kinds[item]])
 
 
 @pytest.fixture(scope="session")

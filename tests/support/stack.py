@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,15 +105,26 @@ class Stack(ApiClient):
 
     # ---- lifecycle -------------------------------------------------------------------------
     def migrate(self) -> None:
-        """Apply every service's migrations, as ``make up`` does before starting."""
-        for step in SETUP:
-            subprocess.run(
-                step.python_argv(sys.executable),
-                env=self.env,
-                check=True,
-                capture_output=True,
-                timeout=120,
-            )
+        """Apply every service's migrations, as ``make up`` does before starting.
+
+        The services have databases of their own: their steps run side by side, each service's
+        in manifest order (registry's seed after registry's migrations).
+        """
+
+        def run_steps(service: str) -> None:
+            for step in (s for s in SETUP if s.service == service):
+                subprocess.run(
+                    step.python_argv(sys.executable),
+                    env=self.env,
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
+
+        services = list(dict.fromkeys(step.service for step in SETUP))
+        with ThreadPoolExecutor(max_workers=len(services)) as pool:
+            for done in [pool.submit(run_steps, service) for service in services]:
+                done.result()
 
     def start(self, *names: str, env: dict[str, str] | None = None) -> None:
         """Start processes (all if none named) and wait until the APIs among them are healthy."""
