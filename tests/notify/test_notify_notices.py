@@ -16,7 +16,9 @@ from support.messages import event_published
 from tacso_notify.domain import Recipient, Sender
 from tacso_notify.i18n import LOCALES
 from tacso_notify.rendering import describe_changes, ical_uid, prepare_notice
+from tacso_notify.unsubscribe import UnsubscribeLinks
 from tacso_shared.contracts import EventCancelled, EventPublished, EventUpdated, ReminderDue
+from tacso_shared.links import LinkSigner
 
 CYRILLIC = re.compile("[\u0400-\u04ff]")
 START = datetime(2026, 12, 15, 9, 0, tzinfo=UTC)
@@ -141,3 +143,21 @@ def calendar_of(message: EmailMessage) -> icalendar.Calendar:
     text = find_calendar(message)
     assert text is not None
     return icalendar.Calendar.from_ical(text)
+
+
+@pytest.mark.parametrize("press", [False, True])
+def test_every_notice_ends_with_its_recipients_preferences_link(press: bool) -> None:
+    links = UnsubscribeLinks(LinkSigner(("k" * 32,)), "https://registry.tacso.example")
+    for notice in notices():
+        prepared = prepare_notice(notice, SENDER, language="bs", press=press, unsubscribe=links)
+        raw = prepared.for_recipient(Recipient("org-7", "Org", "org@example.org", "bs"))
+        message = BytesParser(policy=default_policy).parsebytes(raw)
+        assert isinstance(message, EmailMessage)
+        header = re.fullmatch(r"<(.+)/unsubscribe/(.+)>", str(message["List-Unsubscribe"]))
+        assert header is not None, type(notice).__name__
+        preferences = f"{header[1]}/preferences/{header[2]}"
+        html = message.get_body(("html",))
+        assert html is not None
+        assert preferences in text_of(message), type(notice).__name__
+        assert "Odaberite šta primate ili se odjavite:" in text_of(message)
+        assert f'<a href="{preferences}">' in str(html.get_content()), type(notice).__name__
