@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from support.waiting import wait_until
 from tacso_notify.bootstrap import apply_migrations, bootstrap, load_settings
 from tacso_notify.cli import cli
 from tacso_notify.domain import Recipient
-from tacso_notify.subscriptions import INVITATIONS
+from tacso_notify.subscriptions import INVITATIONS, REGISTRY_CHANGES
 from tacso_shared.consumer import QueueWorker
 from tacso_shared.contracts import envelope_of, load_data
 from tacso_shared.envelope import Envelope
@@ -120,6 +121,36 @@ class TestDeadLetterCommands:
         assert "1 message(s) replayed" in replayed
         wait_until(lambda: depth(amqp_url, dead) == 0, timeout=10)
         assert depth(amqp_url, INVITATIONS.queue_for("BA").name) == 1
+
+    def test_registrys_changes_have_their_dead_letter_queue_too(
+        self, amqp_url: str, env: dict[str, str]
+    ) -> None:
+        queue = REGISTRY_CHANGES.queue_for("BA")
+        worker = QueueWorker(amqp_url, queue, lambda e, d: None, (1,))
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            # The worker declares its queue: publish once it is there, or nothing routes it.
+            wait_until(lambda: depth(amqp_url, queue.name) == 0, timeout=15)
+            with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+                channel = connection.channel()
+                channel.confirm_delivery()
+                channel.basic_publish(
+                    "tacso",
+                    queue.routing_keys[0],
+                    b"not json either",
+                    pika.BasicProperties(message_id="poison-registry", delivery_mode=2),
+                )
+            dead = REGISTRY_CHANGES.dead_letter_name
+            wait_until(lambda: depth(amqp_url, dead) == 1, timeout=15)
+        finally:
+            worker.stop()
+            thread.join(timeout=15)
+        listed = run("dead", "list", "--kind", "registry").output
+        assert "poison-registry" in listed and queue.name in listed
+        replayed = run("dead", "replay", "--kind", "registry", "--id", "poison-registry").output
+        assert "1 message(s) replayed" in replayed
+        wait_until(lambda: depth(amqp_url, dead) == 0, timeout=10)
 
     def test_replay_needs_ids_or_all(self, env: dict[str, str]) -> None:
         result = CliRunner().invoke(cli, ["dead", "replay"])

@@ -66,13 +66,16 @@ def main() -> None:
 
 
 # ---- operator commands --------------------------------------------------------------------
+#: Every queue family with a dead-letter queue: the kinds of mail, webhooks, registry's changes.
+_DEAD_LETTER_FAMILIES = {**QUEUE_FAMILIES, **CHANGE_FAMILIES}
+
 _kind_option = click.option(
     "--kind",
     "queue",
-    type=click.Choice(sorted(QUEUE_FAMILIES)),
+    type=click.Choice(sorted(_DEAD_LETTER_FAMILIES)),
     default="invitations",
     show_default=True,
-    help="Which kind of work's dead-letter queue (a kind of mail, or webhooks).",
+    help="Which dead-letter queue: a kind of mail, webhooks, or registry (its changes).",
 )
 
 
@@ -86,7 +89,9 @@ def dead_group() -> None:
 def dead_list_cmd(queue: str) -> None:
     """List the dead-lettered messages (nothing is removed)."""
     settings = load_settings()
-    dead = list_dead_letters(settings.common.amqp_url, QUEUE_FAMILIES[queue].dead_letter_name)
+    dead = list_dead_letters(
+        settings.common.amqp_url, _DEAD_LETTER_FAMILIES[queue].dead_letter_name
+    )
     if not dead:
         click.echo("no dead-lettered messages")
         return
@@ -103,7 +108,9 @@ def dead_list_cmd(queue: str) -> None:
 def dead_show_cmd(queue: str, message_id: str) -> None:
     """Show one dead-lettered message: headers and body."""
     settings = load_settings()
-    dead = list_dead_letters(settings.common.amqp_url, QUEUE_FAMILIES[queue].dead_letter_name)
+    dead = list_dead_letters(
+        settings.common.amqp_url, _DEAD_LETTER_FAMILIES[queue].dead_letter_name
+    )
     for d in dead:
         if d.message_id == message_id:
             click.echo(f"message id: {d.message_id}\ntype: {d.message_type}\nqueue: {d.queue}")
@@ -127,7 +134,7 @@ def dead_replay_cmd(queue: str, ids: tuple[str, ...], replay_all: bool) -> None:
     wanted = set(ids)
     replayed = replay_dead_letters(
         settings.common.amqp_url,
-        QUEUE_FAMILIES[queue].dead_letter_name,
+        _DEAD_LETTER_FAMILIES[queue].dead_letter_name,
         lambda d: replay_all or d.message_id in wanted,
     )
     for d in replayed:
