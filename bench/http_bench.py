@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,6 @@ RSVP_ORGANISATIONS = 8
 
 def rsvp_paths(env: dict[str, str], event_ids: list[str]) -> list[str]:
     """RSVP links of :data:`RSVP_ORGANISATIONS` organisations for each event."""
-    from datetime import UTC, datetime, timedelta
-
     from tacso_shared.links import LinkSigner, LinkToken, link_keys
 
     signer = LinkSigner(link_keys(env))
@@ -157,7 +156,10 @@ def http_part(rundir: Path) -> dict[str, Any]:
             _wait_healthy(f"http://127.0.0.1:{bare_port}/healthz")
             organiser = stack.organisation("BA", "resource_centre")
             event_ids: list[str] = []
+            # Days ahead of today, so the RSVP row never answers an event that has begun (409).
+            first_day = datetime.now(UTC).date() + timedelta(days=30)
             for i in range(EVENTS):
+                day = (first_day + timedelta(days=i % 28)).isoformat()
                 response = stack.post(
                     "events",
                     "/api/v1/events",
@@ -167,8 +169,8 @@ def http_part(rundir: Path) -> dict[str, Any]:
                         "type": "workshop",
                         "country": "BA",
                         "topics": ["human-rights", "youth"],
-                        "starts_at": f"2026-12-{1 + i % 28:02d}T09:00:00+01:00",
-                        "ends_at": f"2026-12-{1 + i % 28:02d}T17:00:00+01:00",
+                        "starts_at": f"{day}T09:00:00+01:00",
+                        "ends_at": f"{day}T17:00:00+01:00",
                         "venue": {"name": "Hotel Europe", "city": "Sarajevo"},
                         "organiser_id": organiser["id"],
                     },

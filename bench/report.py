@@ -48,6 +48,23 @@ def print_import(row: dict[str, Any]) -> None:
     )
 
 
+def print_offer(row: dict[str, Any]) -> None:
+    """The waitlist row: a cancellation through the API to the offer mail accepted by SMTP."""
+    print()
+    print(
+        "Waitlist: DELETE of a confirmed registration -> offer mail to the first waitlisted "
+        "accepted by SMTP (no scheduler)"
+    )
+    if "error" in row:
+        print(f"  FAILED: {row['error'][:300]}")
+        return
+    print(
+        f"  {row['samples']} samples ({row['database']}): min {row['min_s'] * 1000:.0f} ms, "
+        f"median {row['median_s'] * 1000:.0f} ms, max {row['max_s'] * 1000:.0f} ms; "
+        f"{row['within_target']}/{row['samples']} within the target of {row['target_s']:g} s"
+    )
+
+
 def print_fan_out(part: dict[str, Any]) -> None:
     k = part["k"]
     print()

@@ -11,6 +11,7 @@ Environment (the make target passes them through):
   BENCH_HTTP_SECONDS   seconds of load per HTTP endpoint (default 10)
   BENCH_FAIRNESS_N     size of the big event of the fairness row (default 50000; 0 skips)
   BENCH_IMPORT_N       rows of the CSV import row (default 10000; 0 skips)
+  BENCH_OFFER_SAMPLES  cancellations timed to the waitlist's offer mail (default 10; 0 skips)
 """
 
 from __future__ import annotations
@@ -206,6 +207,17 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         results["import"] = _attempt("import", import_n, run_import, workdir, import_n)
         print_import(results["import"])
+    offer_samples = int(os.environ.get("BENCH_OFFER_SAMPLES", "10"))
+    if offer_samples:
+        from bench.report import print_offer
+        from bench.waitlist_bench import run_offer_latency
+
+        workdir = RESULTS_DIR / stamp / "waitlist"
+        workdir.mkdir(parents=True, exist_ok=True)
+        results["waitlist_offer"] = _attempt(
+            "waitlist offer", offer_samples, run_offer_latency, workdir, offer_samples
+        )
+        print_offer(results["waitlist_offer"])
     if os.environ.get("BENCH_HTTP", "1") != "0":
         from bench.http_bench import http_part
 

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from support.world import ADMIN_KEY_CALLER, World, build_world
 from tacso_notify.domain import MessageKind
 from tacso_notify.preview import count_kind
 from tacso_registry import operations
+from tacso_registry.models import Organisation
 from tacso_shared.db import transaction
 from tacso_shared.identity import COUNTRY_EDITOR
 
@@ -41,6 +43,20 @@ def _add(world: World, **fields: Any) -> str:
         operations.register_organisation(session, data)
     email: str = data["email"]
     return email
+
+
+def _prefer(world: World, email: str, **preferences: Any) -> None:
+    """Set the organisation's mailing preferences through registry's API, as its editor would."""
+    with world.registry.sessions() as session:
+        organisation_id = session.scalar(
+            sa.select(Organisation.id).where(Organisation.email == email)
+        )
+    response = world.clients["registry"].put(
+        f"/api/v1/organisations/{organisation_id}/preferences",
+        json={"all": True, **preferences},
+        headers=world.headers(ADMIN_KEY_CALLER),
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
 
 
 def _audience(world: World, event_id: str, caller: str = ADMIN_KEY_CALLER) -> Any:
@@ -77,7 +93,7 @@ class TestAudiencePreview:
         assert invitation["by_topic"]["human-rights"] == was["by_topic"].get("human-rights", 0) + 2
         assert invitation["excluded"] == {
             "no_consent": was["excluded"]["no_consent"] + 1,
-            "opted_out": 0,
+            "opted_out": was["excluded"]["opted_out"],
             "suppressed": was["excluded"]["suppressed"] + 1,
         }
         assert invitation["excluded_total"] == was["excluded_total"] + 2
@@ -85,6 +101,69 @@ class TestAudiencePreview:
         assert press["organisation_kind"] == "media"
         assert press["recipients"] == before["press_notice"]["recipients"] + 1
         assert press["by_language"]["sq"] == before["press_notice"]["by_language"].get("sq", 0) + 1
+
+    def test_opt_outs_of_everything_of_the_kind_or_of_the_events_topics_are_counted(
+        self, world: World
+    ) -> None:
+        draft = world.draft("BA", world.orgs["ba_rc"])
+        before = _audience(world, draft).get_json()
+        _prefer(world, _add(world), all=False)
+        _prefer(world, _add(world), topics_opted_out=["human-rights"])
+        _prefer(world, _add(world), kinds={"invitation": False})
+        # Opted out of one of its topics, not the event's: still invited.
+        _prefer(world, _add(world, topics=["human-rights", "youth"]), topics_opted_out=["youth"])
+        # Opted out of press notices only: still invited.
+        _prefer(world, _add(world, language="hr"), kinds={"press_notice": False})
+        # Opted out and suppressed: counted once, under the first reason.
+        suppressed = _add(world)
+        _prefer(world, suppressed, all=False)
+        world.notify.ledger.suppress([(suppressed, "bounced")])
+        # Without consent and opted out: no consent comes first.
+        _prefer(world, _add(world, mailing_consent=False), all=False)
+        # A media outlet that wants no mail about the event's topic gets no press notice.
+        _prefer(world, _add(world, kind="media", topics=[]), topics_opted_out=["human-rights"])
+        # Not in the event's country: not in the audience, opted out or not.
+        _prefer(world, _add(world, country="RS"), all=False)
+
+        response = _audience(world, draft)
+
+        assert response.status_code == 200, response.get_data(as_text=True)
+        invitation, was = response.get_json()["invitation"], before["invitation"]
+        assert invitation["excluded"] == {
+            "no_consent": was["excluded"]["no_consent"] + 1,
+            "opted_out": was["excluded"]["opted_out"] + 4,
+            "suppressed": was["excluded"]["suppressed"],
+        }
+        assert invitation["recipients"] == was["recipients"] + 2
+        assert invitation["by_language"].get("hr", 0) == was["by_language"].get("hr", 0) + 1
+        press, was_press = response.get_json()["press_notice"], before["press_notice"]
+        assert press["excluded"]["opted_out"] == was_press["excluded"]["opted_out"] + 1
+        assert press["recipients"] == was_press["recipients"]
+
+    def test_the_preview_agrees_with_registrys_audience_query(self, world: World) -> None:
+        draft = world.draft("BA", world.orgs["ba_rc"])
+        _prefer(world, _add(world), all=False)
+        _prefer(world, _add(world), topics_opted_out=["human-rights"])
+        _add(world)
+
+        invitation = _audience(world, draft).get_json()["invitation"]
+        asked = world.clients["registry"].get(
+            "/api/v1/organisations",
+            query_string={
+                "country": "BA",
+                "kind": "cso",
+                "topic": "human-rights",
+                "mail_kind": "invitation",
+                "event_topic": "human-rights",
+            },
+            headers=world.headers(ADMIN_KEY_CALLER),
+        )
+
+        assert asked.status_code == 200
+        assert (
+            invitation["recipients"] + invitation["excluded"]["suppressed"]
+            == (asked.get_json()["total"])
+        )
 
     def test_a_published_event_is_previewed_too(self, world: World) -> None:
         response = world.clients["events"].post(
@@ -138,3 +217,37 @@ class TestCounting:
 
         assert preview.recipients == 0
         assert preview.excluded == {"no_consent": 1, "opted_out": 3, "suppressed": 1}
+
+    def test_outside_registrys_audience_is_opted_out_and_inactive_is_counted_nowhere(
+        self,
+    ) -> None:
+        def org(key: str, **fields: Any) -> dict[str, Any]:
+            return {
+                "id": key,
+                "email": f"{key}@x.org",
+                "language": "bs",
+                "topics": ["youth"],
+                "mailing_consent": True,
+                "active": True,
+                **fields,
+            }
+
+        audience = [
+            org("wanted"),
+            org("out"),
+            org("out-and-suppressed"),
+            org("no-consent", mailing_consent=False),
+            org("inactive", active=False),
+            org("erased", erased=True, mailing_consent=False),
+        ]
+
+        preview = count_kind(
+            MessageKind.INVITATION,
+            ["youth"],
+            audience,
+            {"out-and-suppressed@x.org"},
+            wanted={"wanted"},
+        )
+
+        assert preview.recipients == 1
+        assert preview.excluded == {"no_consent": 1, "opted_out": 2, "suppressed": 0}

@@ -18,7 +18,7 @@ from tacso_registry.bootstrap import MIGRATIONS, Registry
 from tacso_registry.models import Organisation, outbox
 from tacso_shared.contracts import ORGANISATION_ERASED, ORGANISATION_UPDATED
 from tacso_shared.db import migrate, transaction
-from tacso_shared.identity import ORGANISATION_MEMBER
+from tacso_shared.identity import ORGANISATION_MEMBER, SERVICE
 
 ORGANISATIONS = "/api/v1/organisations"
 Make = Callable[..., dict[str, Any]]
@@ -438,6 +438,43 @@ class TestPreferences:
         assert org["id"] not in audience(api, admin)
         api.put(path, json={"all": True}, headers=admin)
         assert org["id"] in audience(api, admin)
+
+    def test_the_service_role_tells_opted_out_organisations_from_the_audience(
+        self, api: FlaskClient, admin: dict[str, str], make: Make, backend: Registry
+    ) -> None:
+        """What notify's audience preview relies on: with its service key, the plain list keeps
+        those who opted out and the audience query leaves them out, so the difference counts
+        them."""
+        with transaction(backend.sessions) as session:
+            key = accounts.create_api_key(session, "notify", SERVICE, None)
+        service = {"Authorization": f"Bearer {key.secret}"}
+        everything, topic, kind, other_topic, wanted = (make() for _ in range(5))
+        preferences = {
+            everything["id"]: {"all": False},
+            topic["id"]: {"all": True, "topics_opted_out": ["human-rights"]},
+            kind["id"]: {"all": True, "kinds": {"invitation": False}},
+            other_topic["id"]: {"all": True, "topics_opted_out": ["youth"]},
+        }
+        for organisation_id, body in preferences.items():
+            response = api.put(
+                f"{ORGANISATIONS}/{organisation_id}/preferences", json=body, headers=admin
+            )
+            assert response.status_code == 200, response.get_json()
+        query: dict[str, Any] = {"country": "BA", "kind": "cso", "topic": ["human-rights"]}
+
+        listed = api.get(ORGANISATIONS, query_string=query, headers=service)
+        asked = api.get(
+            ORGANISATIONS,
+            query_string={**query, "mail_kind": "invitation", "event_topic": ["human-rights"]},
+            headers=service,
+        )
+
+        assert listed.status_code == asked.status_code == 200, listed.get_json()
+        listed_ids = {item["id"] for item in listed.get_json()["items"]}
+        asked_ids = {item["id"] for item in asked.get_json()["items"]}
+        assert listed_ids - asked_ids == {everything["id"], topic["id"], kind["id"]}
+        assert {wanted["id"], other_topic["id"]} <= asked_ids
+        assert listed.get_json()["total"] - asked.get_json()["total"] == 3
 
     @pytest.mark.parametrize(
         ("body", "field"),

@@ -7,15 +7,17 @@ API, asked with the caller's own credential, so events' rules on drafts apply un
 organisations come from registry with notify's service credential.
 
 Each organisation left out is counted once, under the first reason that applies, in the order of
-:data:`EXCLUSIONS`: no consent (registry's ``mailing_consent`` is false), opted out, suppressed
-(its address is on notify's suppression list). Registry exposes no opt-outs yet: the rule reads
-them from the organisation as registry shows it, and counts 0 until registry says more (see
-:func:`opted_out`).
+:data:`REASONS`: no consent (registry's ``mailing_consent`` is false), opted out, suppressed
+(its address is on notify's suppression list). "Opted out" is decided by registry, which owns the
+preferences: an organisation of the plain list (country, kind, topics) that has consent and is
+active but is missing from registry's audience query for this kind of mail (``mail_kind`` and
+``event_topic``, the very read a fan-out makes) opted out of everything, of this kind of mail or
+of the event's topics. Deactivated and erased organisations are in no audience and counted nowhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +26,12 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from tacso_notify.audience import AudienceUnavailable, RegistryDirectory, organisations
+from tacso_notify.audience import (
+    AudienceUnavailable,
+    Directory,
+    RegistryDirectory,
+    organisations,
+)
 from tacso_notify.domain import AUDIENCES, MessageKind
 from tacso_notify.models import Suppression
 
@@ -37,16 +44,26 @@ class EventNotFound(Exception):
     """events has no such event, or the caller may not see it."""
 
 
-def opted_out(organisation: dict[str, Any], kind: MessageKind, topics: Sequence[str]) -> bool:
-    """Whether the organisation opted out of this kind of mail or of the event's topics.
+def audience_ids(
+    directory: Directory, country: str, kind: MessageKind, event_topics: Sequence[str]
+) -> set[str]:
+    """The ids of the organisations a fan-out of ``kind`` would write to now (before notify's
+    suppressions): registry's audience query, asked exactly as :mod:`tacso_notify.handlers` asks
+    it, so the preview and the send agree on who opted out."""
+    rule = AUDIENCES[kind]
+    pages = directory.pages(
+        country,
+        rule.organisation_kind,
+        list(event_topics) if rule.match_topics else [],
+        mail_kind=kind.value,
+        event_topics=tuple(event_topics),
+    )
+    return {recipient.organisation_id for page in pages for recipient in page}
 
-    Registry exposes no opt-outs yet (issue 12 point 6 adds preferences there), so this is
-    False today and ``excluded.opted_out`` is 0. When registry shows an organisation's
-    preferences in its list, this reads them; if registry instead leaves opted-out organisations
-    out of its audience query, it must give their count, and :func:`count_kind` takes it as
-    ``opted_out_elsewhere``. Either way nothing else here changes.
-    """
-    return False
+
+def _in_no_audience(organisation: dict[str, Any]) -> bool:
+    """Deactivated or erased: registry gives it no mail of any kind, for any reason of its own."""
+    return organisation.get("active", True) is False or bool(organisation.get("erased"))
 
 
 @dataclass
@@ -96,17 +113,25 @@ def count_kind(
     audience: list[dict[str, Any]],
     suppressed: set[str],
     opted_out_elsewhere: int = 0,
+    wanted: Collection[str] | None = None,
 ) -> KindPreview:
-    """Count one kind of mail's audience (organisations as registry shows them)."""
+    """Count one kind of mail's audience (organisations as registry shows them).
+
+    ``wanted`` holds the ids registry's audience query returns (:func:`audience_ids`): a
+    consenting organisation outside it opted out. ``None`` counts nobody as opted out;
+    ``opted_out_elsewhere`` adds opt-outs counted by the caller.
+    """
     rule = AUDIENCES[kind]
     preview = KindPreview(kind.value, rule.organisation_kind)
     preview.excluded[OPTED_OUT] += opted_out_elsewhere
     checks: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
         (NO_CONSENT, lambda o: not o.get("mailing_consent", True)),
-        (OPTED_OUT, lambda o: opted_out(o, kind, event_topics)),
+        (OPTED_OUT, lambda o: wanted is not None and str(o.get("id")) not in wanted),
         (SUPPRESSED, lambda o: str(o.get("email", "")).strip().lower() in suppressed),
     )
     for organisation in audience:
+        if _in_no_audience(organisation):
+            continue
         reason = next((name for name, applies in checks if applies(organisation)), None)
         if reason is not None:
             preview.excluded[reason] += 1
@@ -154,12 +179,14 @@ def preview_audience(
     country = str(event["country"])
     topics = [str(t) for t in event.get("topics") or ()]
     audiences: dict[MessageKind, list[dict[str, Any]]] = {}
+    wanted: dict[MessageKind, set[str]] = {}
     for kind, rule in AUDIENCES.items():
         audiences[kind] = list(
             organisations(
                 directory, country, rule.organisation_kind, topics if rule.match_topics else []
             )
         )
+        wanted[kind] = audience_ids(directory, country, kind, topics)
     suppressed = _suppressed(
         sessions, (str(o.get("email", "")) for orgs in audiences.values() for o in orgs)
     )
@@ -169,9 +196,17 @@ def preview_audience(
         country=country,
         topics=topics,
         invitation=count_kind(
-            MessageKind.INVITATION, topics, audiences[MessageKind.INVITATION], suppressed
+            MessageKind.INVITATION,
+            topics,
+            audiences[MessageKind.INVITATION],
+            suppressed,
+            wanted=wanted[MessageKind.INVITATION],
         ),
         press_notice=count_kind(
-            MessageKind.PRESS_NOTICE, topics, audiences[MessageKind.PRESS_NOTICE], suppressed
+            MessageKind.PRESS_NOTICE,
+            topics,
+            audiences[MessageKind.PRESS_NOTICE],
+            suppressed,
+            wanted=wanted[MessageKind.PRESS_NOTICE],
         ),
     )
