@@ -16,6 +16,41 @@ from bench.seed import seed_csos
 from bench.sink import SmtpSink
 from support.stack import Stack
 
+#: Counters of ``pg_stat_user_tables`` (in this order) compared before and after the fan-out:
+#: which table is read how (a sequential scan's rows grow with the table, an index scan's with
+#: the rows wanted).
+TABLE_COUNTERS = ("seq_scan", "seq_tup_read", "idx_scan", "idx_tup_fetch", "n_tup_ins", "n_tup_upd")
+
+
+def table_stats(database_url: str) -> dict[str, dict[str, int]]:
+    """PostgreSQL's per-table access counters of one database ({} for SQLite)."""
+    if not database_url.startswith("postgresql"):
+        return {}
+    import psycopg
+
+    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # The statistics collector reports with a delay; ask for a fresh snapshot.
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        rows = conn.execute(
+            "SELECT relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0),"
+            " coalesce(idx_tup_fetch, 0), n_tup_ins, n_tup_upd FROM pg_stat_user_tables"
+        ).fetchall()
+    return {str(r[0]): dict(zip(TABLE_COUNTERS, map(int, r[1:]), strict=True)) for r in rows}
+
+
+def table_growth(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    """What each table's counters grew by, tables that did not move left out."""
+    grown: dict[str, dict[str, int]] = {}
+    for table, counters in after.items():
+        delta = {c: v - before.get(table, {}).get(c, 0) for c, v in counters.items()}
+        if any(delta.values()):
+            grown[table] = delta
+    return grown
+
+
 #: The services' own defaults (README): 2 gunicorn workers x 4 threads per API.
 STACK_ENV = {"WEB_CONCURRENCY": "2", "WEB_THREADS": "4", "LOG_LEVEL": "INFO"}
 
@@ -157,6 +192,7 @@ def run_ours(
             else contextlib.nullcontext()
         )
         base = sink.mark()
+        tables_before = {svc: table_stats(urls[svc]) for svc in ("registry", "notify")}
         with profiler, RssPoller([worker_pid]) as rss:
             meter.start()
             system.start()
@@ -177,6 +213,10 @@ def run_ours(
             time.sleep(0.2)
             sent = _ledger_sent(stack, event_id)
         time.sleep(1.0)
+        # PostgreSQL sends its counters to the collector at most every 0.5 s (after the sleep).
+        tables = {
+            svc: table_growth(tables_before[svc], table_stats(urls[svc])) for svc in tables_before
+        }
         extra = sink.count - (base + n)
         hwm = vm_hwm_kib(worker_pid)
         seconds = done - t0
@@ -195,6 +235,7 @@ def run_ours(
             "cpu_seconds": cpu,
             "machine": machine_load,
             "seed": seeded,
+            "pg_tables": tables,
         }
         log(
             f"ours N={n}: {result['emails_per_s']}/s in {result['seconds']} s, first after "
