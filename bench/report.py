@@ -110,6 +110,7 @@ def print_fan_out(part: dict[str, Any]) -> None:
                     f"    {key}: load average {load['loadavg_1m_before']} before, "
                     f"{load['machine_busy_cores']} of {load['cores']:.0f} cores busy during"
                 )
+    print_cpu_per_thousand(part["rows"])
     profile = part.get("profile")
     if profile:
         for name in ("invitations_worker_cpu", "invitations_worker_threads", "registry_api_cpu"):
@@ -175,3 +176,29 @@ def chart(part: dict[str, Any], path: Path, database: str = "postgres") -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+#: The processes whose cost issue 14 asks to grow no faster than the mail.
+CPU_COLUMNS = ("notify-invitations", "registry", "postgres", "rabbitmq")
+
+
+def print_cpu_per_thousand(rows: list[dict[str, Any]]) -> None:
+    """CPU seconds per 1,000 mails of each process across N, and how far each strays from its
+    mean over the Ns (flat means within +-20 %)."""
+    measured = [(r["n"], _get(r, "ours", "cpu_seconds")) for r in rows]
+    measured = [(n, cpu) for n, cpu in measured if cpu]
+    if len(measured) < 2:
+        return
+    print("CPU seconds per 1,000 mails during ours' run:")
+    header = f"{'N':>7} | " + " | ".join(f"{c:>18}" for c in CPU_COLUMNS)
+    print(header)
+    print("-" * len(header))
+    per_k = {c: [1000 * float(cpu.get(c, 0.0)) / n for n, cpu in measured] for c in CPU_COLUMNS}
+    for i, (n, _cpu) in enumerate(measured):
+        print(f"{n:>7} | " + " | ".join(f"{per_k[c][i]:>18.3f}" for c in CPU_COLUMNS))
+    spread = []
+    for c in CPU_COLUMNS:
+        mean = sum(per_k[c]) / len(per_k[c])
+        worst = max(abs(v - mean) / mean for v in per_k[c]) if mean else 0.0
+        spread.append(f"{100 * worst:>17.0f}%")
+    print(f"{'+-mean':>7} | " + " | ".join(spread))
