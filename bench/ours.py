@@ -14,7 +14,7 @@ from bench.common import COUNTRY, event_body, log, require_tool
 from bench.procs import CpuMeter, RssPoller, SystemMeter, by_name, tree, vm_hwm_kib
 from bench.seed import seed_csos
 from bench.sink import SmtpSink
-from support.stack import Stack
+from support.stack import ProcessSpec, Stack
 
 #: Counters of ``pg_stat_user_tables`` (in this order) compared before and after the fan-out:
 #: which table is read how (a sequential scan's rows grow with the table, an index scan's with
@@ -50,6 +50,9 @@ def table_growth(
             grown[table] = delta
     return grown
 
+
+#: What a worker logs for every mail the SMTP server accepted (tacso_notify.handlers).
+ACCEPTED_LOG_LINE = "accepted by SMTP"
 
 #: The services' own defaults (README): 2 gunicorn workers x 4 threads per API.
 STACK_ENV = {"WEB_CONCURRENCY": "2", "WEB_THREADS": "4", "LOG_LEVEL": "INFO"}
@@ -158,9 +161,21 @@ def run_ours(
     run: str,
     workdir: Path,
     profile_dir: Path | None = None,
+    invitation_workers: int = 1,
 ) -> dict[str, Any]:
+    """One fan-out of ``n`` invitations on a fresh stack, timed from the POST to the sink's count.
+
+    ``invitation_workers`` > 1 runs that many invitations workers (``notify-invitations-1``, ...)
+    instead of one: they share the event's page tasks, and the row says how much each sent.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(workdir, amqp_url, urls, sink.host, sink.port, extra_env=STACK_ENV)
+    workers = ["notify-invitations"]
+    if invitation_workers > 1:
+        spec = stack.specs.pop("notify-invitations")
+        workers = [f"notify-invitations-{i}" for i in range(1, invitation_workers + 1)]
+        for name in workers:
+            stack.specs[name] = ProcessSpec(spec.process, spec.port, dict(spec.env))
     stack.migrate()
     seeded = seed_csos(urls["registry"], n, run)
     log(f"ours N={n}: seeded {n} CSOs in {seeded['seconds']} s")
@@ -170,7 +185,7 @@ def run_ours(
         organiser = stack.organisation(COUNTRY, "resource_centre")
         body = event_body(organiser["id"])
         processes = stack.processes
-        worker_pid = processes["notify-invitations"].pid
+        worker_pid = processes[workers[0]].pid
         system = SystemMeter()
         meter = CpuMeter(
             {
@@ -183,7 +198,7 @@ def run_ours(
         profiler = (
             Profiler(
                 {
-                    "notify-invitations": worker_pid,
+                    workers[0]: worker_pid,
                     "registry": processes["registry"].pid,
                 },
                 profile_dir,
@@ -236,6 +251,9 @@ def run_ours(
             "machine": machine_load,
             "seed": seeded,
             "pg_tables": tables,
+            "invitation_workers": len(workers),
+            # Each worker logs one line per mail the SMTP server accepted from it.
+            "sent_by_worker": {name: stack.log(name).count(ACCEPTED_LOG_LINE) for name in workers},
         }
         log(
             f"ours N={n}: {result['emails_per_s']}/s in {result['seconds']} s, first after "

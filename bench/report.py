@@ -202,3 +202,25 @@ def print_cpu_per_thousand(rows: list[dict[str, Any]]) -> None:
         worst = max(abs(v - mean) / mean for v in per_k[c]) if mean else 0.0
         spread.append(f"{100 * worst:>17.0f}%")
     print(f"{'+-mean':>7} | " + " | ".join(spread))
+
+
+def print_shared(part: dict[str, Any]) -> None:
+    """One event shared by several invitations workers: each one's share, and the time."""
+    n, workers = part["n"], part["workers"]
+    one, many = part["runs"].get("1", {}), part["runs"].get(str(workers), {})
+    print()
+    print(f"One event of N={n} shared by {workers} invitations workers (target: each 33 % +- 10):")
+    for label, row in (("1 worker", one), (f"{workers} workers", many)):
+        if "error" in row or not row:
+            print(f"  {label}: FAILED {row.get('error', '')[:200]}")
+            continue
+        sent = row.get("sent_by_worker") or {}
+        total = sum(sent.values()) or 1
+        shares = ", ".join(f"{name} {100 * c / total:.0f} %" for name, c in sent.items())
+        print(
+            f"  {label}: {row['emails_per_s']:.0f}/s in {row['seconds']:.2f} s; "
+            f"mail per worker: {shares}"
+        )
+    if one.get("seconds") and many.get("seconds"):
+        ratio = many["seconds"] / one["seconds"]
+        print(f"  time with {workers} workers / with 1: {ratio:.2f} (target: no worse, <= 1)")

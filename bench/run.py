@@ -9,6 +9,8 @@ Environment (the make target passes them through):
   BENCH_DATABASE       postgres (default) or sqlite
   BENCH_HTTP           1 (default) runs the HTTP part; 0 skips it
   BENCH_HTTP_SECONDS   seconds of load per HTTP endpoint (default 10)
+  BENCH_SHARED_N       N of one event sent by one, then by three invitations workers
+                       (default 10000; 0 skips)
   BENCH_FAIRNESS_N     size of the big event of the fairness row (default 50000; 0 skips)
   BENCH_IMPORT_N       rows of the CSV import row (default 10000; 0 skips)
   BENCH_OFFER_SAMPLES  cancellations timed to the waitlist's offer mail (default 10; 0 skips)
@@ -116,6 +118,39 @@ def fan_out_part(stamp: str, ns: list[int]) -> dict[str, Any]:
     return {"k": k, "rows": rows, "profile": profile}
 
 
+def shared_part(stamp: str, n: int, workers: int = 3) -> dict[str, Any]:
+    """One event's fan-out by one invitations worker, then by ``workers`` of them, side by side
+    (each on a fresh stack, virtual host and databases): each worker's share, and the times."""
+    from bench.ours import run_ours
+    from bench.sink import SmtpSink
+
+    sink = SmtpSink()
+    sink.start()
+    runs: dict[str, Any] = {}
+    try:
+        for count in (1, workers):
+            with ExitStack() as resources:
+                workdir = RESULTS_DIR / stamp / f"shared-n{n}-w{count}"
+                workdir.mkdir(parents=True, exist_ok=True)
+                amqp_url = resources.enter_context(rabbitmq_vhost("tacso-bench"))
+                urls = _databases(resources, workdir)
+                runs[str(count)] = _attempt(
+                    f"ours with {count} invitations worker(s)",
+                    n,
+                    run_ours,
+                    sink,
+                    amqp_url,
+                    urls,
+                    n,
+                    uuid.uuid4().hex[:8],
+                    workdir,
+                    invitation_workers=count,
+                )
+    finally:
+        sink.stop()
+    return {"n": n, "workers": workers, "runs": runs}
+
+
 def fairness_part(stamp: str, n: int) -> dict[str, Any]:
     """The fairness row: a big event, and one second later a 3-recipient one in another country."""
     from bench.fairness import run_fairness
@@ -194,6 +229,12 @@ def main() -> None:
     }
     results["fan_out"] = fan_out_part(stamp, ns)
     print_fan_out(results["fan_out"])
+    shared_n = int(os.environ.get("BENCH_SHARED_N", "10000"))
+    if shared_n:
+        from bench.report import print_shared
+
+        results["shared"] = shared_part(stamp, shared_n)
+        print_shared(results["shared"])
     fairness_n = int(os.environ.get("BENCH_FAIRNESS_N", "50000"))
     if fairness_n:
         results["fairness"] = fairness_part(stamp, fairness_n)
