@@ -382,7 +382,7 @@ def test_a_broker_restart_during_an_update_notice_tells_every_invitee_once(
 #: Confirmed registrants of case 14, and the time given to register them before their reminders
 #: fall due.
 REGISTRANTS = 200
-REGISTERING_SECONDS = 60
+REGISTERING_SECONDS = 30
 
 
 @pytest.mark.timeout(360)
