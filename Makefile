@@ -51,7 +51,7 @@ test: lint
 unit: $(STAMP)
 	$(BIN)/pytest -m unit -q $(PYTEST_ARGS)
 
-# The fault suite alone (about 6 minutes, plus 1.5 for cases 11-12 and their RabbitMQ cluster).
+# The fault suite alone (about 6 minutes, plus 1.5 for cases 11-12 and their RabbitMQ cluster, 2.5 for 13-14).
 test-faults: $(STAMP)
 	$(BIN)/pytest tests/faults -m faults $(PYTEST_ARGS)
 

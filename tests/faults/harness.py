@@ -29,6 +29,7 @@ from support.smtp import RecordingSMTPServer
 from support.stack import ProcessSpec, Stack
 from support.waiting import wait_until
 from tacso_devtools.smtp_catcher import ReceivedMail
+from tacso_events.models import ScheduledJob
 from tacso_notify.handlers import Dependencies
 from tacso_registry.models import Organisation, OrganisationTopic
 from tacso_shared.db import make_engine
@@ -64,16 +65,24 @@ CRASH_WINDOW = LEDGER_FLUSH_SIZE + 2 * SMTP_CONNECTIONS
 #: 10 s. The rate limit stretches a 2,000-mail fan-out over about 10 s, so that each fault lands
 #: while mail is flowing (unthrottled, the fan-out is over in about 3 s on this machine).
 SMTP_RATE_LIMIT = 200
+#: Reminders are due this long before the start (one offset, in seconds): a case makes them due
+#: within the test by starting its event this long, plus a little, after it registers people.
+REMINDER_OFFSET_SECONDS = 600
 FAULT_ENV = {
     "RETRY_DELAYS": "1,2,4,8,15,30,60",
     "DELIVERY_LEASE_SECONDS": "10",
     "SMTP_CONNECTIONS": str(SMTP_CONNECTIONS),
     "SMTP_RATE_LIMIT": str(SMTP_RATE_LIMIT),
+    "REMINDER_OFFSETS": f"{REMINDER_OFFSET_SECONDS}s",
+    "SCHEDULER_POLL_INTERVAL": "0.2",
 }
 
 INVITATION_WORKERS = tuple(f"notify-invitations-{n}" for n in (1, 2, 3))
-WORK_QUEUES = ("notify.invitations", "notify.press_notices")
-DEAD_LETTER_QUEUES = tuple(f"{q}.dead" for q in WORK_QUEUES)
+#: The families an event's publication fans out on (their dead letters are counted per case).
+FAN_OUT_QUEUES = ("notify.invitations", "notify.press_notices")
+#: Every family a case's mail goes through: all must be empty (acked) when a case settles.
+WORK_QUEUES = (*FAN_OUT_QUEUES, "notify.updates", "notify.reminders", "notify.registrations")
+DEAD_LETTER_QUEUES = tuple(f"{q}.dead" for q in FAN_OUT_QUEUES)
 
 #: How many messages must have arrived before a fault is injected ("while mail is flowing").
 FLOWING = 300
@@ -196,6 +205,34 @@ def insert_bad_recipients(stack: Stack, audience: Audience, every: int = 25) -> 
         )
     insert_organisations(stack, rows)
     return frozenset((str(r["email"]).lower(), INVITATION) for r in rows)
+
+
+def organisation_ids(stack: Stack, emails: Iterable[str]) -> dict[str, str]:
+    """Registry's ids of the organisations with these addresses (address -> id)."""
+    engine = make_engine(stack.env["REGISTRY_DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            rows = session.execute(
+                sa.select(Organisation.email, Organisation.id).where(
+                    Organisation.email.in_(list(emails))
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return {str(email): str(id_) for email, id_ in rows}
+
+
+def jobs_left(events_db: sa.Engine, keys: Iterable[str], *, claimed: bool = False) -> int:
+    """How many of these scheduled jobs are still in events' database (not run yet).
+
+    ``claimed``: only those a scheduler holds a claim on now (``locked_until`` in the future).
+    """
+    query = sa.select(sa.func.count()).select_from(ScheduledJob)
+    query = query.where(ScheduledJob.key.in_(list(keys)))
+    if claimed:
+        query = query.where(ScheduledJob.locked_until > datetime.now(UTC))
+    with events_db.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def seed_second_country(stack: Stack, country: str = "MK", count: int = 2000) -> Audience:
@@ -370,12 +407,9 @@ def amqp_channel(amqp_url: str) -> Iterator[Any]:
         connection.close()
 
 
-def dead_letter_counts(amqp_url: str) -> dict[str, int]:
+def dead_letter_counts(amqp_url: str, queues: Iterable[str] = DEAD_LETTER_QUEUES) -> dict[str, int]:
     with amqp_channel(amqp_url) as channel:
-        return {
-            q: int(channel.queue_declare(q, passive=True).method.message_count)
-            for q in DEAD_LETTER_QUEUES
-        }
+        return {q: int(channel.queue_declare(q, passive=True).method.message_count) for q in queues}
 
 
 def drain(amqp_url: str, queue: str) -> list[tuple[bytes, dict[str, Any]]]:
@@ -538,6 +572,8 @@ class FaultRun:
         audience: Audience,
         report: FaultReport,
         failing: frozenset[Key] = frozenset(),
+        expected: frozenset[Key] | None = None,
+        dead_letter_queues: tuple[str, ...] = DEAD_LETTER_QUEUES,
     ) -> None:
         self.case = case
         self.stack = stack
@@ -546,6 +582,12 @@ class FaultRun:
         self.report = report
         #: Deliveries that must end ``failed`` (bad recipients): in the ledger, never at the server.
         self.failing = failing
+        #: What must arrive once each: the publication's audience unless a case says otherwise
+        #: (an update notice, reminders); mail of other kinds of the event is not counted.
+        self.expected = audience.expected if expected is None else expected
+        self.kinds = frozenset(kind for _, kind in self.expected)
+        #: The dead-letter queues of the families the case's mail goes through.
+        self.dead_letter_queues = dead_letter_queues
         #: The event's topics (the audience's, plus any a case adds).
         self.topics = [audience.topic]
         self.amqp_url = stack.env["AMQP_URL"]
@@ -553,7 +595,7 @@ class FaultRun:
         self.started = 0.0
         self.at_fault: int | None = None
         self.dead_before = self.dead_letter_counts()
-        self.result = CaseResult(case, expected=len(audience.expected))
+        self.result = CaseResult(case, expected=len(self.expected))
         self.problems: list[str] = []
         self.dead_letters = 0
 
@@ -561,7 +603,7 @@ class FaultRun:
 
     def dead_letter_counts(self) -> dict[str, int]:
         """Messages in each dead-letter queue now."""
-        return dead_letter_counts(self.amqp_url)
+        return dead_letter_counts(self.amqp_url, self.dead_letter_queues)
 
     def unsettled(self) -> dict[str, int]:
         """Work and retry queues that still hold a message."""
@@ -582,17 +624,31 @@ class FaultRun:
             "organiser_id": organiser["id"],
         }
 
-    def publish(self) -> str:
+    def publish(self, **overrides: Any) -> str:
         """POST the event (the clock starts here); return its id."""
-        body = self.event_body()
+        body = {**self.event_body(), **overrides}
         self.started = time.monotonic()
         response = self.stack.post("events", "/api/v1/events", body)
         assert response.status_code == 201, response.text
         self.event_id = str(response.json()["id"])
         return self.event_id
 
+    def edit(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """PATCH the published event (the clock starts again here); return the new event."""
+        self.started = time.monotonic()
+        response = self.stack.http.patch(
+            self.stack.url("events", f"/api/v1/events/{self.event_id}"), json=patch, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        event: dict[str, Any] = response.json()
+        return event
+
+    def arrivals(self) -> list[Arrival]:
+        """The event's mail of the kinds the case counts, oldest first."""
+        return [a for a in self.smtp.arrivals(self.event_id) if a.kind in self.kinds]
+
     def arrived(self) -> int:
-        return self.smtp.count(self.event_id)
+        return len(self.arrivals())
 
     def wait_until_flowing(self, count: int = FLOWING, timeout: float = 60) -> None:
         """Wait until ``count`` mails of this event arrived."""
@@ -615,19 +671,27 @@ class FaultRun:
     # -- counting ------------------------------------------------------------------------------
 
     def _all_arrived(self) -> bool:
-        got = {(a.recipient, a.kind) for a in self.smtp.arrivals(self.event_id)}
-        return self.audience.expected <= got
+        got = {(a.recipient, a.kind) for a in self.arrivals()}
+        return self.expected <= got
 
     def _settled(self) -> bool:
         """Ledger all ``sent`` and no message left in a work or retry queue (all acked)."""
-        total = self.stack.get(
-            "notify", "/api/v1/deliveries", event_id=self.event_id, status="sent", page_size=1
-        ).json()["total"]
-        return total >= len(self.audience.expected) and not self.unsettled()
+        total = sum(
+            self.stack.get(
+                "notify",
+                "/api/v1/deliveries",
+                event_id=self.event_id,
+                kind=kind,
+                status="sent",
+                page_size=1,
+            ).json()["total"]
+            for kind in self.kinds
+        )
+        return total >= len(self.expected) and not self.unsettled()
 
     def _dead_letters_grown(self) -> dict[str, int]:
         now = self.dead_letter_counts()
-        return {q: now[q] - self.dead_before[q] for q in DEAD_LETTER_QUEUES}
+        return {q: now[q] - self.dead_before[q] for q in self.dead_letter_queues}
 
     def _delivered_or_stuck(self) -> str | None:
         """``delivered`` when all is in; otherwise why waiting longer is pointless, or None."""
@@ -679,9 +743,9 @@ class FaultRun:
         return self.result
 
     def _measure(self) -> None:
-        arrivals = self.smtp.arrivals(self.event_id)
+        arrivals = self.arrivals()
         copies = Counter((a.recipient, a.kind) for a in arrivals)
-        expected = self.audience.expected
+        expected = self.expected
         r = self.result
         r.delivered = len(expected & copies.keys())
         r.lost = len(expected - copies.keys())
@@ -722,9 +786,9 @@ class FaultRun:
     def assert_guarantees(self) -> None:
         """Every promise of issue 3, checked at the SMTP server, in the ledger and the broker."""
         r = self.result
-        arrivals = self.smtp.arrivals(self.event_id)
+        arrivals = self.arrivals()
         copies = Counter((a.recipient, a.kind) for a in arrivals)
-        expected = self.audience.expected
+        expected = self.expected
         lost = sorted(expected - copies.keys())
         if self.at_fault is not None:
             assert self.at_fault < r.expected, (
@@ -742,7 +806,7 @@ class FaultRun:
             f"{self.diagnosis()}"
         )
 
-        rows = self.stack.deliveries(self.event_id)
+        rows = [r for r in self.stack.deliveries(self.event_id) if r["kind"] in self.kinds]
         failed = {
             (str(row["recipient"]).lower(), str(row["kind"]))
             for row in rows
@@ -772,7 +836,7 @@ class FaultRun:
         )
 
         grown = self._dead_letters_grown()
-        assert grown == dict.fromkeys(DEAD_LETTER_QUEUES, self.dead_letters), (
+        assert grown == dict.fromkeys(self.dead_letter_queues, self.dead_letters), (
             f"dead-letter queues grew by {grown}, expected {self.dead_letters} each"
             f"{self.diagnosis()}"
         )

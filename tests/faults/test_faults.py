@@ -5,16 +5,19 @@ while mail is flowing, and then checks at the SMTP server that every expected (r
 arrived, none twice (beyond the documented crash window where a process dies inside SMTP), that
 the ledger says ``sent`` for exactly what the server received, and what the dead-letter queues
 hold. See ``faults.harness`` for the counting and ``docs/reliability.md`` for the guarantees.
+Cases 13 and 14 follow the event's later life: the update notice of a moved event to the same
+audience, and the reminders of 200 confirmed registrants; they count only that kind of mail.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +28,8 @@ from faults.harness import (
     CRASH_WINDOW,
     DEAD_LETTER_QUEUES,
     INVITATION_WORKERS,
+    PRESS_NOTICE,
+    REMINDER_OFFSET_SECONDS,
     Audience,
     FaultReport,
     FaultRun,
@@ -33,10 +38,13 @@ from faults.harness import (
     busiest,
     drain,
     insert_bad_recipients,
+    jobs_left,
+    organisation_ids,
     publish_raw,
     seed_second_country,
 )
 from support.stack import Stack
+from support.waiting import wait_until
 from tacso_shared.contracts import EVENT_PUBLISHED, load_data
 from tacso_shared.db import make_engine
 from tacso_shared.envelope import PoisonMessage, parse_envelope
@@ -323,3 +331,116 @@ def test_a_worker_killed_while_two_countries_events_are_in_flight_loses_nothing(
     other.assert_guarantees()
     # One killed worker: one window for both events together.
     assert run.result.duplicated + other.result.duplicated <= CRASH_WINDOW
+
+
+def _sent(stack: Stack, event_id: str, kind: str) -> int:
+    response = stack.get(
+        "notify", "/api/v1/deliveries", event_id=event_id, kind=kind, status="sent", page_size=1
+    )
+    assert response.status_code == 200, response.text
+    total: int = response.json()["total"]
+    return total
+
+
+@pytest.mark.timeout(360)
+def test_a_broker_restart_during_an_update_notice_tells_every_invitee_once(
+    fault_stack: Stack, fault_smtp: TimedSMTPServer, audience: Audience, fault_report: FaultReport
+) -> None:
+    told = audience.csos | audience.media
+    run = FaultRun(
+        "13. RabbitMQ stop_app / start_app during an update notice",
+        fault_stack,
+        fault_smtp,
+        audience,
+        fault_report,
+        expected=frozenset((email, "update") for email in told),
+        dead_letter_queues=("notify.updates.dead",),
+    )
+    run.publish()
+    # Everyone invited first (the ledger of invitations is who an update tells).
+    wait_until(
+        lambda: (
+            _sent(fault_stack, run.event_id, "invitation") == len(audience.csos)
+            and _sent(fault_stack, run.event_id, PRESS_NOTICE) == len(audience.media)
+        ),
+        timeout=120,
+        interval=0.5,
+        message="the invitations and press notices before the update",
+    )
+    event = run.edit(
+        {"starts_at": "2026-12-16T09:00:00+00:00", "ends_at": "2026-12-16T15:30:00+00:00"}
+    )
+    assert event["revision"] == 2
+    run.wait_until_flowing()
+    with broker_down():
+        run.fault_now()
+        time.sleep(BROKER_DOWN_SECONDS)
+    run.finish()
+    run.assert_guarantees()
+
+
+#: Confirmed registrants of case 14, and the time given to register them before their reminders
+#: fall due.
+REGISTRANTS = 200
+REGISTERING_SECONDS = 30
+
+
+@pytest.mark.timeout(360)
+def test_the_scheduler_killed_with_reminders_due_reminds_every_registrant_once(
+    fault_stack: Stack, fault_smtp: TimedSMTPServer, audience: Audience, fault_report: FaultReport
+) -> None:
+    registrants = sorted(audience.csos)[:REGISTRANTS]
+    ids = organisation_ids(fault_stack, registrants)
+    assert len(ids) == REGISTRANTS
+    run = FaultRun(
+        "14. SIGKILL events-scheduler with reminders due",
+        fault_stack,
+        fault_smtp,
+        audience,
+        fault_report,
+        expected=frozenset((email, "reminder") for email in registrants),
+        dead_letter_queues=("notify.reminders.dead",),
+    )
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=REGISTERING_SECONDS)
+    starts = due + timedelta(seconds=REMINDER_OFFSET_SECONDS)
+    run.publish(starts_at=starts.isoformat(), ends_at=(starts + timedelta(hours=2)).isoformat())
+
+    def register(organisation_id: str) -> str:
+        path = f"/api/v1/events/{run.event_id}/registrations"
+        response = fault_stack.post("events", path, {"organisation_id": organisation_id})
+        assert response.status_code == 201, response.text
+        assert response.json()["status"] == "confirmed", response.text
+        return str(response.json()["id"])
+
+    registering = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        registrations = list(pool.map(register, ids.values()))
+    registering = time.monotonic() - registering
+    keys = [f"reminder:{r}:{REMINDER_OFFSET_SECONDS}s" for r in registrations]
+    events_db = make_engine(fault_stack.env["EVENTS_DATABASE_URL"])
+    try:
+        assert jobs_left(events_db, keys) == REGISTRANTS
+        assert datetime.now(UTC) < due, "registering took longer than the time given to it"
+        # The scheduler has started on the due reminders (some ran): kill it at once.
+        wait_until(
+            lambda: jobs_left(events_db, keys) < REGISTRANTS,
+            timeout=REGISTERING_SECONDS + 30,
+            interval=0.01,
+            message="the scheduler running the due reminders",
+        )
+        fault_stack.kill("events-scheduler")
+        run.started = time.monotonic()  # the clock counts from the kill (reminders just due)
+        run.fault_now()
+        left = jobs_left(events_db, keys)
+        held = jobs_left(events_db, keys, claimed=True)
+    finally:
+        events_db.dispose()
+    run.result.note = (
+        f"registered in {registering:.0f} s; killed with {left} of {REGISTRANTS} reminders "
+        f"not run yet, {held} of them claimed by it"
+    )
+    assert left > 0, "the scheduler ran every reminder before it was killed: it proved nothing"
+    fault_stack.start("events-scheduler")
+    # Jobs the dead scheduler had claimed wait for its claim to lapse (60 s) before they run.
+    run.finish(timeout=200)
+    run.assert_guarantees()
