@@ -69,8 +69,15 @@ DELIVERIES = cast(sa.Table, Delivery.__table__)
 
 
 def _insert_ignoring_duplicates(
-    session: Session, rows: list[dict[str, Any]], table: sa.Table = DELIVERIES
-) -> None:
+    session: Session,
+    rows: list[dict[str, Any]],
+    table: sa.Table = DELIVERIES,
+    returning: tuple[sa.ColumnElement[Any], ...] = (),
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows``, skipping those whose unique key is already there; with ``returning``,
+    give those columns of the rows inserted now (the skipped ones are not returned)."""
+    if not rows:
+        return []
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(table).on_conflict_do_nothing()
@@ -78,7 +85,10 @@ def _insert_ignoring_duplicates(
         stmt = sqlite.insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - the two databases we support are above
         raise RuntimeError(f"unsupported database {dialect}")
-    session.execute(stmt, rows)
+    if not returning:
+        session.execute(stmt, rows)
+        return []
+    return [tuple(row) for row in session.execute(stmt.returning(*returning), rows)]
 
 
 class DeliveryLedger:
@@ -127,16 +137,22 @@ class DeliveryLedger:
         if not recipients:
             return [], 0, {}
         with transaction(self.sessions) as session:
-            self._ensure(session, event, kind, recipients, offset)
-            claimed, held = self._claim(
-                session,
-                event,
-                kind,
-                [r.organisation_id for r in recipients],
-                token,
-                lease_seconds,
-                offset,
+            # The rows made now are made claimed under ``token`` (nobody else can hold a row
+            # that did not exist); only rows that were already there (a page sent again) are
+            # claimed by their key. Claiming by key reads every row of the event when
+            # PostgreSQL's statistics lag behind a big fan-out: the cost per page grew with the
+            # event (docs/performance.md, "cost per mail").
+            inserted = self._ensure(session, event, kind, recipients, offset, token=token)
+            claimed = sorted((inserted[o], o) for o in inserted)
+            held = 0
+            known = list(
+                dict.fromkeys(
+                    r.organisation_id for r in recipients if r.organisation_id not in inserted
+                )
             )
+            if known:
+                more, held = self._claim(session, event, kind, known, token, lease_seconds, offset)
+                claimed = sorted(claimed + more)
             suppressed = self._suppressed(session, [r.email for r in recipients])
         return claimed, held, suppressed
 
@@ -147,7 +163,10 @@ class DeliveryLedger:
         kind: str,
         recipients: Sequence[Recipient],
         offset: str = "",
-    ) -> None:
+        token: str | None = None,
+    ) -> dict[str, int]:
+        """Insert the rows owed (claimed under ``token`` if given); return
+        ``{organisation id: delivery id}`` of those made now."""
         now = datetime.now(UTC)
         rows = [
             {
@@ -162,10 +181,14 @@ class DeliveryLedger:
                 "attempts": 0,
                 "created_at": now,
                 "updated_at": now,
+                "claim_token": token,
+                "claimed_at": now if token is not None else None,
             }
             for r in {r.organisation_id: r for r in recipients}.values()
         ]
-        _insert_ignoring_duplicates(session, rows)
+        t = DELIVERIES
+        made = _insert_ignoring_duplicates(session, rows, returning=(t.c.organisation_id, t.c.id))
+        return {str(row[0]): int(row[1]) for row in made}
 
     @staticmethod
     def _claim(
