@@ -22,7 +22,9 @@ from tacso_notify.handlers import Dependencies, SendingPaused, fan_out, make_han
 from tacso_notify.ledger import DeliveryFilter, DeliveryLedger
 from tacso_notify.mailer import PermanentSendError, TransientSendError
 from tacso_notify.models import FAILED, PENDING, SENT
+from tacso_notify.prefetch import PagePrefetcher
 from tacso_notify.sending import SenderPool
+from tacso_notify.tasks import PageTask
 from tacso_shared.consumer import Requeue, TransientError
 from tacso_shared.contracts import EventPublished, envelope_of
 from tacso_shared.envelope import Envelope
@@ -644,3 +646,76 @@ class TestPassingFailuresMidPass:
 
         assert len(mailer.sent) == 4
         assert sorted(statuses(ledger).values()) == ["sent"] * 4
+
+
+class TestReadingAhead:
+    """A page task reads the next page while it sends (prefetch.PagePrefetcher)."""
+
+    def chain(
+        self, deps: Dependencies, event: EventPublished
+    ) -> tuple[Callable[[Envelope, object], None], list[PageTask], Envelope]:
+        tasks: list[PageTask] = []
+        deps.hand_on = tasks.append
+        envelope = envelope_of(event, "/tacso/events")
+        return make_handler(INVITATION, deps), tasks, envelope
+
+    def test_the_worker_that_takes_its_own_next_page_reads_it_ahead(
+        self, ledger: DeliveryLedger, deps_for: DepsFactory
+    ) -> None:
+        organisations = recipients(1_120)
+        own, ahead = FakeDirectory(organisations), FakeDirectory(organisations)
+        mailer = FakeMailer()
+        prefetcher = PagePrefetcher(ahead)
+        deps = deps_for(own, mailer, prefetcher=prefetcher)
+        handle, tasks, envelope = self.chain(deps, make_event())
+        try:
+            handle(envelope, make_event())
+            while tasks:  # this worker takes every page it handed on
+                handle(envelope, tasks.pop(0))
+        finally:
+            prefetcher.close()
+
+        # 50 + 500 + 500 + 70: only the first page was read by the page itself.
+        assert len(own.asked) == 1 and len(ahead.asked) == 3
+        assert sorted(mailer.recipients) == sorted(o.email for o in organisations)
+        assert ledger.counts("ev-1") == {"invitation": {SENT: 1_120}}
+
+    def test_a_page_read_ahead_for_another_task_or_too_long_ago_is_read_again(
+        self, ledger: DeliveryLedger, deps_for: DepsFactory
+    ) -> None:
+        organisations = recipients(550)  # two pages: 50 and 500
+        own, ahead = FakeDirectory(organisations), FakeDirectory(organisations)
+        now = [0.0]
+        prefetcher = PagePrefetcher(ahead, max_age=5.0, clock=lambda: now[0])
+        mailer = FakeMailer()
+        deps = deps_for(own, mailer, prefetcher=prefetcher)
+        event = make_event()
+        handle, tasks, envelope = self.chain(deps, event)
+        try:
+            handle(envelope, event)
+            (second,) = tasks
+            # Another fan-out's page comes first: what was read ahead is not for it.
+            assert prefetcher.take(("another chain", second.after or "")) is None
+            # The worker takes its own page, but only after the read-ahead went stale.
+            now[0] = 6.0
+            handle(envelope, second)
+        finally:
+            prefetcher.close()
+
+        assert len(own.asked) == 2 and len(ahead.asked) == 1
+        assert len(mailer.sent) == 550
+
+    def test_a_failed_read_ahead_is_read_again_by_the_page(self) -> None:
+        def fail(directory: Any) -> Any:
+            raise AudienceUnavailable("registry answered 503")
+
+        prefetcher = PagePrefetcher(FakeDirectory([]))
+        try:
+            prefetcher.start(("chain", "org-9"), fail)
+            assert prefetcher.take(("chain", "org-9")) is None
+            # A page is taken once: asking again is reading it again.
+            prefetcher.start(("chain", "org-9"), lambda d: ([], None))
+            assert prefetcher.take(("chain", "org-9")) == ([], None)
+            assert prefetcher.take(("chain", "org-9")) is None
+        finally:
+            prefetcher.close()

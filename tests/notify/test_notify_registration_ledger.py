@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from support.infra import postgres_databases
 from support.messages import event_published
@@ -97,3 +99,64 @@ class TestRegistrationMailKey:
         ledger.ensure(EVENT, "invitation", [ORG])
         items, total = ledger.list(DeliveryFilter(event_id=EVENT.event_id))
         assert total == 1 and (items[0].registration_id, items[0].sequence) == ("", 0)
+
+
+def _page(n: int, start: int = 0) -> list[Recipient]:
+    return [
+        Recipient(f"org-{i:05d}", f"Org {i}", f"org{i}@example.org", "bs")
+        for i in range(start, start + n)
+    ]
+
+
+class TestPageClaim:
+    """A fan-out page's one transaction: owed rows made claimed, old ones claimed by key."""
+
+    def test_new_rows_are_claimed_old_ones_by_key_held_ones_counted(
+        self, ledger: DeliveryLedger
+    ) -> None:
+        ledger.suppress([("org3@example.org", "550 no such user")])
+        # Ten rows exist already: five free, five held by another worker's live lease.
+        ledger.ensure(EVENT, "invitation", _page(10))
+        held_by_other, _ = ledger.claim(
+            EVENT, "invitation", [r.organisation_id for r in _page(5, 5)], "other", 60
+        )
+        assert len(held_by_other) == 5
+        page = _page(500)
+        claimed, held, suppressed = ledger.ensure_and_claim(
+            EVENT, "invitation", [*page, page[0]], "mine", 60
+        )
+        assert held == 5
+        assert sorted(o for _, o in claimed) == [
+            r.organisation_id
+            for r in page
+            if r.organisation_id not in {o for _, o in held_by_other}
+        ]
+        assert suppressed == {"org3@example.org": "550 no such user"}
+        ledger.record([d for d, _ in claimed])
+        # Sent is sent: the same page again claims nothing, only the other worker's are owed.
+        again, held_again, _ = ledger.ensure_and_claim(EVENT, "invitation", page, "late", 60)
+        assert again == [] and held_again == 5
+        assert ledger.summary(EVENT.event_id).counts["invitation"] == {"sent": 495, "pending": 5}
+
+    @pytest.mark.postgres
+    def test_on_postgresql_a_page_is_a_statement_of_a_few_parameters(
+        self, ledger: DeliveryLedger
+    ) -> None:
+        """psycopg parses a statement of more than 50 parameters again on every execution:
+        a page must not be one placeholder per row (docs/performance.md)."""
+        engine = ledger.sessions.kw["bind"]
+        if engine.dialect.name != "postgresql":
+            pytest.skip("the array form is PostgreSQL's")
+        counts: list[int] = []
+
+        def count(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            counts.append(len(parameters) if isinstance(parameters, dict) else 0)
+
+        sa.event.listen(engine, "before_cursor_execute", count)
+        try:
+            claimed, _, _ = ledger.ensure_and_claim(EVENT, "invitation", _page(500), "t", 60)
+            ledger.record([d for d, _ in claimed])
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", count)
+        assert len(claimed) == 500
+        assert counts and max(counts) <= 20, counts

@@ -22,6 +22,7 @@ from tacso_notify.audience import (
 from tacso_notify.domain import AUDIENCES, MessageKind, Recipient, Sender
 from tacso_notify.i18n import language_of
 from tacso_notify.ledger import DeliveryLedger
+from tacso_notify.prefetch import Page, PagePrefetcher
 from tacso_notify.rendering import PreparedMessage, RsvpLinks, prepare_message
 from tacso_notify.sending import FAILED, SENT, TRANSIENT, SenderPool, SendJob, SendResult
 from tacso_notify.tasks import PageTask
@@ -101,6 +102,8 @@ class Dependencies:
     organisations: OrganisationFinder | None = None
     #: Makes each recipient's unsubscribe headers and preferences link (none: no such links).
     unsubscribe: UnsubscribeLinks | None = None
+    #: Reads the next page of a fan-out while this one is sent (none: each page reads its own).
+    prefetcher: PagePrefetcher | None = None
 
 
 class _Progress:
@@ -322,24 +325,39 @@ def fan_out_page(
         raise RuntimeError("fan_out_page needs deps.hand_on")
     audience = AUDIENCES[kind]
     topics = list(event.topics) if audience.match_topics else []
+    event_topics = tuple(event.topics or ())
+
+    def read(directory: Directory, after: str | None, size: int) -> Page:
+        return directory.page(
+            event.country,
+            audience.organisation_kind,
+            topics,
+            after,
+            size,
+            mail_kind=kind.value,
+            event_topics=event_topics,
+        )
+
+    # Read from registry just before this page is sent (or while the page before it was being
+    # sent, by this worker, a moment ago: prefetch.MAX_AGE at most): whoever opted out (or was
+    # deactivated, or erased) by then is not on it. The guarantee is per page
+    # (docs/architecture.md).
+    prefetcher = deps.prefetcher
+    ahead = prefetcher.take((task.chain, task.after or "")) if prefetcher is not None else None
     size = FIRST_PAGE_SIZE if task.number == 1 else DEFAULT_PAGE_SIZE
-    # Read from registry just before this page is sent: whoever opted out (or was deactivated,
-    # or erased) by now is not on it. The guarantee is per page (docs/architecture.md).
-    page, next_after = deps.directory.page(
-        event.country,
-        audience.organisation_kind,
-        topics,
-        task.after,
-        size,
-        mail_kind=kind.value,
-        event_topics=tuple(event.topics or ()),
-    )
+    page, next_after = ahead if ahead is not None else read(deps.directory, task.after, size)
     if next_after is not None and deps.ledger.continuation_due(task.chain, next_after):
         try:
             deps.hand_on(task.next(next_after))
         except PublishError as exc:
             raise SendingPaused(f"could not hand the next page on: {exc}", progress=False) from exc
         deps.ledger.continuation_done(task.chain, next_after)
+        if prefetcher is not None:
+            # Most often this worker takes that task itself, once this page is sent.
+            after = next_after
+            prefetcher.start(
+                (task.chain, after), lambda directory: read(directory, after, DEFAULT_PAGE_SIZE)
+            )
     prepared = _rendered(event, kind, deps, deps.prepared)
     progress = _Progress(
         deps, str(uuid.uuid4()), kind.value, str(event.country), str(event.event_id)

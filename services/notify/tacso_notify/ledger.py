@@ -66,6 +66,26 @@ class SuppressionPage:
 
 
 DELIVERIES = cast(sa.Table, Delivery.__table__)
+SUPPRESSIONS = cast(sa.Table, Suppression.__table__)
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _among(
+    session: Session, column: sa.ColumnElement[Any], values: Sequence[Any]
+) -> sa.ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(:array)``, one parameter.
+
+    A page's ``IN`` of 500 values is a statement of 500 placeholders that psycopg parses again
+    on every execution (it caches only statements of 50 parameters or fewer): that parsing was
+    the largest single cost of the fan-out worker (docs/performance.md, "pipelined sender").
+    """
+    if _is_postgres(session):
+        array = postgresql.ARRAY(column.type)
+        return column == sa.any_(sa.bindparam(None, list(values), type_=array))
+    return column.in_(list(values))
 
 
 def _insert_ignoring_duplicates(
@@ -89,6 +109,56 @@ def _insert_ignoring_duplicates(
         session.execute(stmt, rows)
         return []
     return [tuple(row) for row in session.execute(stmt.returning(*returning), rows)]
+
+
+def _ensure_postgres(
+    session: Session,
+    event: EventPublished,
+    kind: str,
+    recipients: dict[str, Recipient],
+    offset: str,
+    token: str | None,
+    now: datetime,
+) -> dict[str, int]:
+    """:meth:`DeliveryLedger._ensure` on PostgreSQL: the page as two arrays, ``unnest``-ed.
+
+    The same statement text for every page (a multi-row ``VALUES`` of 500 rows has 6,500
+    placeholders, built by SQLAlchemy and parsed by psycopg on every page); only the
+    organisation and the address differ from row to row, the rest are single parameters.
+    """
+    t = DELIVERIES
+    page = (
+        sa.func.unnest(
+            sa.bindparam(None, list(recipients), type_=postgresql.ARRAY(sa.String)),
+            sa.bindparam(
+                None, [r.email for r in recipients.values()], type_=postgresql.ARRAY(sa.String)
+            ),
+        )
+        .table_valued("organisation_id", "recipient")
+        .render_derived()
+    )
+    constant: dict[str, Any] = {
+        "event_id": event.event_id,
+        "revision": event.revision,
+        "kind": kind,
+        "reminder_offset": offset,
+        "country": event.country,
+        "status": PENDING,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        "claim_token": token,
+        "claimed_at": now if token is not None else None,
+    }
+    columns = [*constant, "organisation_id", "recipient"]
+    values = [sa.literal(v, t.c[name].type) for name, v in constant.items()]
+    stmt = (
+        postgresql.insert(t)
+        .from_select(columns, sa.select(*values, page.c.organisation_id, page.c.recipient))
+        .on_conflict_do_nothing()
+        .returning(t.c.organisation_id, t.c.id)
+    )
+    return {str(row[0]): int(row[1]) for row in session.execute(stmt)}
 
 
 class DeliveryLedger:
@@ -168,6 +238,9 @@ class DeliveryLedger:
         """Insert the rows owed (claimed under ``token`` if given); return
         ``{organisation id: delivery id}`` of those made now."""
         now = datetime.now(UTC)
+        unique = {r.organisation_id: r for r in recipients}
+        if _is_postgres(session):
+            return _ensure_postgres(session, event, kind, unique, offset, token, now)
         rows = [
             {
                 "event_id": event.event_id,
@@ -184,7 +257,7 @@ class DeliveryLedger:
                 "claim_token": token,
                 "claimed_at": now if token is not None else None,
             }
-            for r in {r.organisation_id: r for r in recipients}.values()
+            for r in unique.values()
         ]
         t = DELIVERIES
         made = _insert_ignoring_duplicates(session, rows, returning=(t.c.organisation_id, t.c.id))
@@ -208,7 +281,7 @@ class DeliveryLedger:
             t.c.revision == event.revision,
             t.c.kind == kind,
             t.c.reminder_offset == offset,
-            t.c.organisation_id.in_(list(organisation_ids)),
+            _among(session, t.c.organisation_id, organisation_ids),
             t.c.status == PENDING,
         )
         session.execute(
@@ -338,7 +411,7 @@ class DeliveryLedger:
             if sent:
                 session.execute(
                     table.update()
-                    .where(table.c.id.in_(sent))
+                    .where(_among(session, table.c.id, sent))
                     .values(
                         status=SENT,
                         sent_at=now,
@@ -374,7 +447,9 @@ class DeliveryLedger:
     @staticmethod
     def _suppressed(session: Session, emails: list[str]) -> dict[str, str]:
         rows = session.execute(
-            sa.select(Suppression.email, Suppression.reason).where(Suppression.email.in_(emails))
+            sa.select(Suppression.email, Suppression.reason).where(
+                _among(session, SUPPRESSIONS.c.email, emails)
+            )
         ).all()
         return {r.email: r.reason for r in rows}
 

@@ -21,6 +21,7 @@ from tacso_notify.handlers import Dependencies, make_handler, warm_up
 from tacso_notify.lifecycle import make_notice_handler, make_reminder_handler
 from tacso_notify.mailer import SmtpMailer
 from tacso_notify.mirror import LifecycleStore
+from tacso_notify.prefetch import PagePrefetcher
 from tacso_notify.registration_mail import make_registration_handler, warm_up_registrations
 from tacso_notify.rendering import RsvpLinks
 from tacso_notify.sending import SenderPool
@@ -70,6 +71,12 @@ def build_worker(
         publisher.publish([message])
 
     directory = RegistryDirectory(settings.registry_url, settings.common.service_credential)
+    # Fan-outs of invitations and press notices read their next page while sending this one.
+    prefetcher = (
+        PagePrefetcher(RegistryDirectory(settings.registry_url, settings.common.service_credential))
+        if queue in QUEUE_KINDS
+        else None
+    )
     deps = Dependencies(
         ledger=notify.ledger,
         directory=directory,
@@ -88,6 +95,7 @@ def build_worker(
         unsubscribe=UnsubscribeLinks(
             LinkSigner(settings.common.link_signing_keys), settings.common.registry_public_url
         ),
+        prefetcher=prefetcher,
     )
     handler: Handler
     warm: Callable[[], None]
@@ -112,7 +120,13 @@ def build_worker(
         stopping=stopping,
         loader=load_message,
     )
-    return NotifyWorker(consumer, pool, warm, publisher.close)
+
+    def close() -> None:
+        publisher.close()
+        if prefetcher is not None:
+            prefetcher.close()
+
+    return NotifyWorker(consumer, pool, warm, close)
 
 
 def build_account_worker(notify: Notify, countries: Sequence[str] | None = None) -> NotifyWorker:
