@@ -107,6 +107,26 @@ class _Handler:
         return "250 2.0.0 Message accepted for delivery"
 
 
+class _PipeliningHandler(_Handler):
+    """The hooks of :class:`_Handler`, and PIPELINING (RFC 2920) added to the EHLO reply.
+
+    aiosmtpd reads commands one line at a time, so it serves pipelined clients correctly; it
+    just does not say so.
+    """
+
+    async def handle_EHLO(  # aiosmtpd looks hooks up by this name
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # With this hook aiosmtpd leaves remembering the client's name to it.
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class _Controller(Controller):
     """A Controller that serves on a socket bound beforehand, and drops clients on stop.
 
@@ -158,12 +178,15 @@ class SMTPCatcher:
         port: int = 0,
         server_hostname: str = "tacso-mailcatcher",
         smtputf8: bool = True,
+        pipelining: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.server_hostname = server_hostname
         #: Whether the server offers the SMTPUTF8 extension (RFC 6531); read at each start().
         self.smtputf8 = smtputf8
+        #: Whether the server offers PIPELINING (RFC 2920); read at each start().
+        self.pipelining = pipelining
         self._controller: _Controller | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -177,7 +200,7 @@ class SMTPCatcher:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
             controller = _Controller(
-                _Handler(self),
+                (_PipeliningHandler if self.pipelining else _Handler)(self),
                 sock,
                 server_hostname=self.server_hostname,  # avoids a slow getfqdn() per connection
                 data_size_limit=DATA_SIZE_LIMIT,

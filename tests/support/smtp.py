@@ -37,8 +37,16 @@ class RecordingSMTPServer(SMTPCatcher):
     ``stop()`` followed by ``start()`` (or ``restart()``) listens on the same port again.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, smtputf8: bool = True) -> None:
-        super().__init__(host, port, server_hostname="tacso-test-smtp", smtputf8=smtputf8)
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        smtputf8: bool = True,
+        pipelining: bool = False,
+    ) -> None:
+        super().__init__(
+            host, port, server_hostname="tacso-test-smtp", smtputf8=smtputf8, pipelining=pipelining
+        )
         self._cond = threading.Condition()
         self._messages: list[ReceivedMail] = []
         self._rejections: list[Rejection] = []
