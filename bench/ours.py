@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -56,6 +57,9 @@ ACCEPTED_LOG_LINE = "accepted by SMTP"
 
 #: The services' own defaults (README): 2 gunicorn workers x 4 threads per API.
 STACK_ENV = {"WEB_CONCURRENCY": "2", "WEB_THREADS": "4", "LOG_LEVEL": "INFO"}
+if os.environ.get("BENCH_SMTP_CONNECTIONS"):
+    # The workers' SMTP connections (notify's SMTP_CONNECTIONS, default 4).
+    STACK_ENV["SMTP_CONNECTIONS"] = os.environ["BENCH_SMTP_CONNECTIONS"]
 
 
 def queue_consumers(amqp_url: str, queue: str) -> int:

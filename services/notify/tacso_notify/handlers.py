@@ -141,9 +141,6 @@ class _Progress:
         if result.outcome == SENT:
             self.sent.append(result.delivery_id)
             self._counted["sent"].inc()
-            # One line per SMTP acceptance, under the event's correlation id: the last step of
-            # its trace. The delivery id leads to the recipient in the ledger (no address here).
-            log.info("%s: delivery %d accepted by SMTP", self.about, result.delivery_id)
         elif result.outcome == FAILED:
             self.failed.append((result.delivery_id, result.reason))
             self._counted["failed"].inc()
@@ -166,6 +163,12 @@ class _Progress:
 
         Mail the SMTP server accepted must be recorded: giving up here would send it again.
         """
+        if self.sent:
+            # The SMTP acceptances of the batch, under the event's correlation id: the last step
+            # of its trace. One line per batch (a line per mail was a tenth of the worker's
+            # CPU); the delivery ids lead to the recipients in the ledger (no address here).
+            ids = ", ".join(map(str, self.sent))
+            log.info("%s: deliveries %s accepted by SMTP", self.about, ids)
         delay = 0.5
         deadline = time.monotonic() + self.deps.record_patience
         while True:

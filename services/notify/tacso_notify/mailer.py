@@ -110,6 +110,18 @@ def _command_line(line: str) -> str:
     return line + "\r\n"
 
 
+#: An address ``smtplib.quoteaddr`` would only put in angle brackets (no display name, comment,
+#: quotes, route or white space): quoted here without its RFC 5322 parser, a measurable share of
+#: the fan-out's CPU at two addresses per mail.
+_PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+")
+
+
+def _quoted(address: str) -> str:
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
 def _pipeline_envelope(
     smtp: smtplib.SMTP, mail_from: str, recipient: str, options: list[str]
 ) -> None:
@@ -124,8 +136,8 @@ def _pipeline_envelope(
     """
     optionlist = " " + " ".join(options) if options else ""
     smtp.send(
-        _command_line(f"mail FROM:{smtplib.quoteaddr(mail_from)}{optionlist}")
-        + _command_line(f"rcpt TO:{smtplib.quoteaddr(recipient)}")
+        _command_line(f"mail FROM:{_quoted(mail_from)}{optionlist}")
+        + _command_line(f"rcpt TO:{_quoted(recipient)}")
         + _command_line("data")
     )
     refusal: smtplib.SMTPException | None = None
