@@ -71,7 +71,8 @@ def print_fan_out(part: dict[str, Any]) -> None:
     print("Invitation fan-out, emails/s (from POST or enqueue to the last mail accepted)")
     header = (
         f"{'N':>7} | {'limit 1 conn':>12} | {f'limit {k} conn':>12} | {'baseline':>9} | "
-        f"{'ours':>8} | {'ours/limit1':>11} | {'ours/base':>9} | {'1st mail':>8} | "
+        f"{'ours':>8} | {'ours/limit1':>11} | {f'ours/limit{k}':>11} | {'ours/base':>9} | "
+        f"{'1st mail':>8} | "
         f"{'worker RSS':>10}"
     )
     print(header)
@@ -86,7 +87,8 @@ def print_fan_out(part: dict[str, Any]) -> None:
         print(
             f"{row['n']:>7} | {_fmt(limit_1, '.0f'):>12} | {_fmt(limit_k, '.0f'):>12} | "
             f"{_fmt(base, '.0f', 'n/a'):>9} | {_fmt(ours, '.0f', 'FAILED'):>8} | "
-            f"{_ratio(ours, limit_1):>11} | {_ratio(ours, base):>9} | "
+            f"{_ratio(ours, limit_1):>11} | {_ratio(ours, limit_k):>11} | "
+            f"{_ratio(ours, base):>9} | "
             f"{_fmt(first, '.3f'):>7}s | {_fmt(rss, '.1f'):>6} MiB"
         )
     for row in part["rows"]:

@@ -1,7 +1,7 @@
 """``make bench``: the fan-out benchmark (limit, Celery baseline, ours) and the HTTP benchmark.
 
 Environment (the make target passes them through):
-  BENCH_N              audience sizes, default 1000,10000,50000
+  BENCH_N              audience sizes, default 1000,10000,50000,200000
   BENCH_BASELINE_MAX_N largest N the Celery baseline runs (default 10000: at ~100/s, 50,000
                        would take 8 minutes)
   BENCH_LIMIT_K        connections of the multi-connection limit (default 4)
@@ -35,7 +35,7 @@ import psutil
 from bench.common import DOCS_DIR, RESULTS_DIR, ROOT, env_list, log
 from support.infra import postgres_databases, rabbitmq_vhost
 
-DEFAULT_NS = [1000, 10000, 50000]
+DEFAULT_NS = [1000, 10000, 50000, 200000]
 
 
 @contextmanager
