@@ -21,7 +21,7 @@ from tacso_notify.handlers import Dependencies, make_handler, warm_up
 from tacso_notify.lifecycle import make_notice_handler, make_reminder_handler
 from tacso_notify.mailer import SmtpMailer
 from tacso_notify.mirror import LifecycleStore
-from tacso_notify.prefetch import PagePrefetcher
+from tacso_notify.prefetch import MAX_AGE, PagePrefetcher
 from tacso_notify.registration_mail import make_registration_handler, warm_up_registrations
 from tacso_notify.rendering import RsvpLinks
 from tacso_notify.sending import SenderPool
@@ -73,7 +73,12 @@ def build_worker(
     directory = RegistryDirectory(settings.registry_url, settings.common.service_credential)
     # Fan-outs of invitations and press notices read their next page while sending this one.
     prefetcher = (
-        PagePrefetcher(RegistryDirectory(settings.registry_url, settings.common.service_credential))
+        PagePrefetcher(
+            # A read slower than what it may be used for (prefetch.MAX_AGE) is given up.
+            RegistryDirectory(
+                settings.registry_url, settings.common.service_credential, timeout=(2.0, MAX_AGE)
+            )
+        )
         if queue in QUEUE_KINDS
         else None
     )
