@@ -7,6 +7,8 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +102,20 @@ def env_list(name: str, default: str) -> list[int]:
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@contextmanager
+def fresh(workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A run's own directory, RabbitMQ virtual host and three databases (PostgreSQL, or SQLite
+    files with ``BENCH_DATABASE=sqlite``), removed after; yields the AMQP URL and database URLs."""
+    from support.infra import postgres_databases, rabbitmq_vhost  # on sys.path above
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as resources:
+        amqp_url = resources.enter_context(rabbitmq_vhost("tacso-bench"))
+        if os.environ.get("BENCH_DATABASE", "postgres") == "sqlite":
+            names = ("registry", "events", "notify")
+            urls = {n: f"sqlite:///{workdir / f'{n}.sqlite3'}" for n in names}
+        else:
+            urls = resources.enter_context(postgres_databases("registry", "events", "notify"))
+        yield amqp_url, urls

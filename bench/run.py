@@ -25,32 +25,14 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from bench.common import DOCS_DIR, RESULTS_DIR, ROOT, env_list, log
-from support.infra import postgres_databases, rabbitmq_vhost
+from bench.common import DOCS_DIR, RESULTS_DIR, ROOT, env_list, fresh, log
 
 DEFAULT_NS = [1000, 10000, 50000, 200000]
-
-
-@contextmanager
-def _fresh(workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A run's own directory, RabbitMQ virtual host and three databases (PostgreSQL, or SQLite
-    files with ``BENCH_DATABASE=sqlite``), removed after; yields the AMQP URL and database URLs."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as resources:
-        amqp_url = resources.enter_context(rabbitmq_vhost("tacso-bench"))
-        if os.environ.get("BENCH_DATABASE", "postgres") == "sqlite":
-            names = ("registry", "events", "notify")
-            urls = {n: f"sqlite:///{workdir / f'{n}.sqlite3'}" for n in names}
-        else:
-            urls = resources.enter_context(postgres_databases("registry", "events", "notify"))
-        yield amqp_url, urls
 
 
 def fan_out_part(stamp: str, ns: list[int]) -> dict[str, Any]:
@@ -72,7 +54,7 @@ def fan_out_part(stamp: str, ns: list[int]) -> dict[str, Any]:
             run = uuid.uuid4().hex[:8]
             row: dict[str, Any] = {"n": n}
             workdir = rundir / f"n{n}"
-            with _fresh(workdir) as (amqp_url, urls):
+            with fresh(workdir) as (amqp_url, urls):
                 row["ours"] = _attempt("ours", n, run_ours, sink, amqp_url, urls, n, run, workdir)
                 row["limit_1"] = _attempt("limit_1", n, run_limit, sink, n, 1)
                 log(f"limit N={n}, 1 connection: {row['limit_1'].get('emails_per_s')}/s")
@@ -88,7 +70,7 @@ def fan_out_part(stamp: str, ns: list[int]) -> dict[str, Any]:
         if profile_n:
             log(f"profiled run of ours at N={profile_n} (py-spy, not counted in the table)")
             workdir = rundir / f"profile-n{profile_n}"
-            with _fresh(workdir) as (amqp_url, urls):
+            with fresh(workdir) as (amqp_url, urls):
                 profiled = _attempt(
                     "ours (profiled)",
                     profile_n,
@@ -133,7 +115,7 @@ def shared_part(stamp: str, n: int, workers: int = 3) -> dict[str, Any]:
     try:
         for count in (1, workers):
             workdir = RESULTS_DIR / stamp / f"shared-n{n}-w{count}"
-            with _fresh(workdir) as (amqp_url, urls):
+            with fresh(workdir) as (amqp_url, urls):
                 runs[str(count)] = _attempt(
                     f"ours with {count} invitations worker(s)",
                     n,
@@ -160,7 +142,7 @@ def fairness_part(stamp: str, n: int) -> dict[str, Any]:
     sink.start()
     try:
         workdir = RESULTS_DIR / stamp / f"fairness-n{n}"
-        with _fresh(workdir) as (amqp_url, urls):
+        with fresh(workdir) as (amqp_url, urls):
             return _attempt("fairness", n, run_fairness, sink, amqp_url, urls, n, workdir)
     finally:
         sink.stop()

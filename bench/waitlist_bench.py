@@ -14,7 +14,6 @@ say whom a message was for); a message counts as accepted when its ``250`` after
 
 from __future__ import annotations
 
-import os
 import statistics
 import threading
 import time
@@ -24,9 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import log
+from bench.common import fresh, log
 from bench.ours import STACK_ENV
-from support.infra import postgres_databases, rabbitmq_vhost
 from support.smtp import RecordingSMTPServer
 from support.stack import Stack
 from tacso_devtools.smtp_catcher import ReceivedMail
@@ -121,13 +119,7 @@ def run_offer_latency(workdir: Path, samples: int) -> dict[str, Any]:
     smtp = ClockedSMTPServer()
     smtp.start()
     try:
-        with ExitStack() as resources:
-            amqp_url = resources.enter_context(rabbitmq_vhost("tacso-bench"))
-            if os.environ.get("BENCH_DATABASE", "postgres") == "sqlite":
-                names = ("registry", "events", "notify")
-                urls = {n: f"sqlite:///{workdir / f'{n}.sqlite3'}" for n in names}
-            else:
-                urls = resources.enter_context(postgres_databases("registry", "events", "notify"))
+        with fresh(workdir) as (amqp_url, urls), ExitStack() as resources:
             stack = Stack(workdir, amqp_url, urls, smtp.host, smtp.port, extra_env=STACK_ENV)
             stack.migrate()
             stack.start(*PROCESSES)

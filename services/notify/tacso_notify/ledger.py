@@ -111,6 +111,25 @@ def _insert_ignoring_duplicates(
     return [tuple(row) for row in session.execute(stmt.returning(*returning), rows)]
 
 
+def _owed(
+    event: EventPublished, kind: str, offset: str, token: str | None, now: datetime
+) -> dict[str, Any]:
+    """The columns every delivery row of one page shares: all but the organisation and address."""
+    return {
+        "event_id": event.event_id,
+        "revision": event.revision,
+        "kind": kind,
+        "reminder_offset": offset,
+        "country": event.country,
+        "status": PENDING,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        "claim_token": token,
+        "claimed_at": now if token is not None else None,
+    }
+
+
 def _ensure_postgres(
     session: Session,
     event: EventPublished,
@@ -137,19 +156,7 @@ def _ensure_postgres(
         .table_valued("organisation_id", "recipient")
         .render_derived()
     )
-    constant: dict[str, Any] = {
-        "event_id": event.event_id,
-        "revision": event.revision,
-        "kind": kind,
-        "reminder_offset": offset,
-        "country": event.country,
-        "status": PENDING,
-        "attempts": 0,
-        "created_at": now,
-        "updated_at": now,
-        "claim_token": token,
-        "claimed_at": now if token is not None else None,
-    }
+    constant = _owed(event, kind, offset, token, now)
     columns = [*constant, "organisation_id", "recipient"]
     values = [sa.literal(v, t.c[name].type) for name, v in constant.items()]
     stmt = (
@@ -241,22 +248,9 @@ class DeliveryLedger:
         unique = {r.organisation_id: r for r in recipients}
         if _is_postgres(session):
             return _ensure_postgres(session, event, kind, unique, offset, token, now)
+        constant = _owed(event, kind, offset, token, now)
         rows = [
-            {
-                "event_id": event.event_id,
-                "revision": event.revision,
-                "organisation_id": r.organisation_id,
-                "kind": kind,
-                "reminder_offset": offset,
-                "recipient": r.email,
-                "country": event.country,
-                "status": PENDING,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-                "claim_token": token,
-                "claimed_at": now if token is not None else None,
-            }
+            {**constant, "organisation_id": r.organisation_id, "recipient": r.email}
             for r in unique.values()
         ]
         t = DELIVERIES
